@@ -1,0 +1,138 @@
+/**
+ * The rosterd error family. Every error the library raises on purpose is a `RosterdError` with a stable
+ * `code`; anything else is a bug and is reported with its stack.
+ *
+ * Messages say what and where: a file and line, a config path (`templates[0].wait.min`), a source or a
+ * template name. Fields carry the same facts for programs.
+ */
+
+/** Stable error codes. Scripts may rely on these strings. */
+export type RosterdErrorCode =
+  /** Bad command-line usage (unknown flag, missing argument). */
+  | 'E_USAGE'
+  /** The config file could not be found, parsed or validated. `issues` lists every problem. */
+  | 'E_CONFIG'
+  /** A template does not compile (syntax, unknown filter). */
+  | 'E_TEMPLATE'
+  /** A template failed while rendering (undefined variable, filter error). */
+  | 'E_RENDER'
+  /** A guard (`minMembers`, `maxShrink`) refused a render. */
+  | 'E_GUARD'
+  /** The `check` command rejected the candidate file. */
+  | 'E_CHECK_FAILED'
+  /** Writing the output file failed. */
+  | 'E_INSTALL'
+  /** The `reload` command failed (the previous file was restored unless `rollback: false`). */
+  | 'E_RELOAD_FAILED'
+  /** A source could not look at its backend, or its data could not be read. */
+  | 'E_SOURCE'
+  /** A source delivered no first snapshot within the timeout. */
+  | 'E_SOURCE_TIMEOUT'
+  /** A Serf RPC request failed (agent error, closed connection, protocol error). */
+  | 'E_SERF';
+
+const BRAND = Symbol.for('rosterd.error');
+
+/** Base class of every error rosterd raises on purpose. */
+export class RosterdError extends Error {
+  readonly code: RosterdErrorCode;
+
+  constructor(code: RosterdErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    Object.defineProperty(this, 'name', { value: new.target.name, enumerable: false, configurable: true });
+    Object.defineProperty(this, BRAND, { value: true, enumerable: false });
+  }
+
+  /** Unlike `instanceof`, this works across duplicate copies of the package. */
+  static is(value: unknown): value is RosterdError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+}
+
+/** One problem found in a config: where (`templates[0].wait.min`) and what. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** The config is invalid. Every problem is listed in `issues`, not only the first. */
+export class ConfigError extends RosterdError {
+  readonly file: string | undefined;
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(issues: readonly ConfigIssue[], file?: string, options?: { cause?: unknown }) {
+    super('E_CONFIG', formatConfigIssues(issues, file), options);
+    this.file = file;
+    this.issues = issues;
+  }
+}
+
+/** A template does not compile or failed to render. Carries liquidjs's file, line and column. */
+export class TemplateError extends RosterdError {
+  readonly template: string;
+  readonly file: string | undefined;
+  readonly line: number | undefined;
+  readonly column: number | undefined;
+
+  constructor(
+    code: 'E_TEMPLATE' | 'E_RENDER',
+    message: string,
+    where: { template: string; file?: string; line?: number; column?: number },
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.template = where.template;
+    this.file = where.file;
+    this.line = where.line;
+    this.column = where.column;
+  }
+}
+
+/** A source failed. `retryable: false` means waiting will not help (a missing file, a wrong auth key). */
+export class SourceError extends RosterdError {
+  readonly source: string;
+  readonly retryable: boolean;
+
+  constructor(
+    source: string,
+    message: string,
+    options?: { cause?: unknown; retryable?: boolean; code?: 'E_SOURCE' | 'E_SOURCE_TIMEOUT' },
+  ) {
+    super(options?.code ?? 'E_SOURCE', `[source ${source}] ${message}`, options);
+    this.source = source;
+    this.retryable = options?.retryable ?? true;
+  }
+}
+
+/** A step of a template's pipeline failed at run time: guard, check, install or reload. */
+export class TemplateRunError extends RosterdError {
+  readonly template: string;
+  /** Exit code of the failed command, when a command failed. */
+  readonly exitCode: number | undefined;
+  /** True when the failed command was killed by its timeout. */
+  readonly timedOut: boolean;
+
+  constructor(
+    code: 'E_GUARD' | 'E_CHECK_FAILED' | 'E_INSTALL' | 'E_RELOAD_FAILED',
+    template: string,
+    message: string,
+    options?: { cause?: unknown; exitCode?: number; timedOut?: boolean },
+  ) {
+    super(code, `[template ${template}] ${message}`, options);
+    this.template = template;
+    this.exitCode = options?.exitCode;
+    this.timedOut = options?.timedOut ?? false;
+  }
+}
+
+/** Formats config issues one per line, each prefixed with the file when known. */
+export function formatConfigIssues(issues: readonly ConfigIssue[], file?: string): string {
+  const where = file ? `${file}: ` : '';
+  if (issues.length === 1) {
+    const only = issues[0]!;
+    return `invalid config: ${where}${only.path ? `${only.path}: ` : ''}${only.message}`;
+  }
+  const lines = issues.map((i) => `  ${i.path ? `${i.path}: ` : ''}${i.message}`);
+  return `invalid config: ${where}${issues.length} problems\n${lines.join('\n')}`;
+}

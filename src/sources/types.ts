@@ -1,0 +1,38 @@
+/** The status a member can have. Serf reports all four; file and DNS members are `alive` unless told. */
+export type MemberStatus = 'alive' | 'leaving' | 'left' | 'failed';
+
+export const MEMBER_STATUSES: readonly MemberStatus[] = ['alive', 'leaving', 'left', 'failed'];
+
+/** One member of a roster, as templates see it. */
+export interface Member {
+  /** Unique within its source. */
+  name: string;
+  /** IPv4/IPv6 text or a hostname. */
+  address: string;
+  /** Serf: from the tag named by the source's `portTag`; DNS: the SRV port or the configured one. */
+  port?: number;
+  tags: Record<string, string>;
+  status: MemberStatus;
+  /** The source's name in the config. */
+  source: string;
+}
+
+/**
+ * A source of membership. It is level-triggered: `onSnapshot` always receives the whole current member
+ * list, never a delta. A source that cannot look at its backend calls `onError` and keeps quiet; it never
+ * reports an empty list because it failed. Only a real answer ("no records", "the file lists nobody") is
+ * an empty list.
+ *
+ * Members are untrusted: whatever a source emits is validated before it reaches a template.
+ */
+export interface Source {
+  readonly name: string;
+  /**
+   * Starts watching. Resolves once the source is set up (not necessarily after its first snapshot).
+   * Errors that happen later go to `onError`; an error with `retryable: false` before the first snapshot
+   * means the source will not deliver without outside help (a missing file, a wrong key).
+   */
+  start(onSnapshot: (members: Member[]) => void, onError: (err: Error) => void): Promise<void>;
+  /** Stops watching. Resolves when every socket, watcher and timer of the source is gone. */
+  stop(): Promise<void>;
+}
