@@ -36,3 +36,15 @@ export interface Source {
   /** Stops watching. Resolves when every socket, watcher and timer of the source is gone. */
   stop(): Promise<void>;
 }
+
+/** What a source factory gets besides its own options. */
+export interface SourceContext {
+  /** A child logger already bound to `{ source: name }`. */
+  logger: import('pino').Logger;
+}
+
+/**
+ * Builds a source from its resolved options (durations in milliseconds, paths absolute). Factories check
+ * their options when called, not in `start()`.
+ */
+export type SourceFactory<Options> = (name: string, options: Options, context: SourceContext) => Source;

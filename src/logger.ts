@@ -1,0 +1,57 @@
+import { pino, type Logger, type LevelWithSilent } from 'pino';
+import pretty from 'pino-pretty';
+
+export type { Logger } from 'pino';
+
+export type LogFormat = 'text' | 'json';
+
+export interface LoggerOptions {
+  /** Defaults to `info`. */
+  level?: LevelWithSilent;
+  /** `text` is for people, `json` (one object per line) for machines. Defaults to text on a TTY, else json. */
+  format?: LogFormat;
+  /** File descriptor or stream to write to. Defaults to stderr: stdout carries only what was asked for. */
+  destination?: number | NodeJS.WritableStream;
+}
+
+/**
+ * Paths that must never reach a log line. Source options are logged at start-up; the Serf `authKey` is the
+ * secret among them.
+ */
+const REDACT = ['authKey', '*.authKey', '*.*.authKey', 'options.authKey', 'config.sources.*.authKey'];
+
+/** Creates the process logger. Components take `logger.child({ source })` or `logger.child({ template })`. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const destination = options.destination ?? 2;
+  const format = options.format ?? (isTty(destination) ? 'text' : 'json');
+  const base = {
+    level: options.level ?? 'info',
+    base: undefined,
+    redact: { paths: REDACT, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
+  if (format === 'json') {
+    const stream = typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
+    return pino(base, stream);
+  }
+  const stream = pretty({
+    sync: true,
+    colorize: isTty(destination),
+    destination: typeof destination === 'number' ? destination : (destination as NodeJS.WritableStream),
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+    singleLine: true,
+  });
+  return pino(base, stream);
+}
+
+/** A logger that drops everything, for library use without a logger. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+function isTty(destination: number | NodeJS.WritableStream): boolean {
+  if (destination === 2) return process.stderr.isTTY === true;
+  if (destination === 1) return process.stdout.isTTY === true;
+  return (destination as { isTTY?: boolean }).isTTY === true;
+}

@@ -1,0 +1,147 @@
+import { isIP } from 'node:net';
+import { MEMBER_STATUSES, type Member } from './types.js';
+
+/**
+ * Member data is untrusted: names, addresses and tags come from the network. This module is the one gate
+ * every snapshot passes through, whatever its source (built-in or plugged in by a library user):
+ * bad members are dropped with a reason, the rest is normalised and sorted so that the same membership
+ * always renders byte-identical output.
+ */
+
+/** A member that was dropped from a snapshot, and why. */
+export interface DroppedMember {
+  /** How the member is named in warnings: its name (escaped) or its position. */
+  member: string;
+  reason: string;
+}
+
+// U+0000–U+001F and U+007F: anything that could start a new line or confuse a terminal or a config parser.
+// oxlint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+// RFC 1123 host names; underscores are tolerated (they cannot break a config line) and a trailing dot is allowed.
+const HOSTNAME = /^(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/**
+ * Validates raw members from a source. Returns the valid ones, normalised (own `source`, tags copied,
+ * status defaulted to `alive`), sorted by name, address and port; members with a duplicate name keep the
+ * first in that order.
+ */
+export function sanitizeMembers(
+  raw: readonly unknown[],
+  source: string,
+): { members: Member[]; dropped: DroppedMember[] } {
+  const valid: Member[] = [];
+  const dropped: DroppedMember[] = [];
+  raw.forEach((candidate, index) => {
+    const result = checkMember(candidate, source);
+    if (typeof result === 'string') dropped.push({ member: describe(candidate, index), reason: result });
+    else valid.push(result);
+  });
+  valid.sort(compareMembers);
+  const members: Member[] = [];
+  for (const member of valid) {
+    const previous = members.at(-1);
+    if (previous && previous.name === member.name) {
+      dropped.push({ member: JSON.stringify(member.name), reason: 'duplicate name (the first one is kept)' });
+      continue;
+    }
+    members.push(member);
+  }
+  return { members, dropped };
+}
+
+/** The order members are rendered in: name, then address, then port (no port first). */
+export function compareMembers(a: Member, b: Member): number {
+  return compareText(a.name, b.name) || compareText(a.address, b.address) || (a.port ?? -1) - (b.port ?? -1);
+}
+
+/** True when two sanitized snapshots hold the same members with the same data. */
+export function sameMembers(a: readonly Member[], b: readonly Member[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.name !== y.name || x.address !== y.address || x.port !== y.port || x.status !== y.status) return false;
+    if (x.source !== y.source || !sameTags(x.tags, y.tags)) return false;
+  }
+  return true;
+}
+
+/**
+ * Wraps a snapshot callback so that it receives sanitized snapshots only when they differ from the last one.
+ * Warnings for dropped members are reported once per snapshot in which they newly appear, so a bad member
+ * that stays bad does not flood the log on every poll.
+ */
+export function createSnapshotGate(
+  source: string,
+  onSnapshot: (members: Member[]) => void,
+  onDropped: (dropped: DroppedMember) => void,
+): (raw: readonly unknown[]) => void {
+  let last: Member[] | undefined;
+  let warned = new Set<string>();
+  return (raw) => {
+    const { members, dropped } = sanitizeMembers(raw, source);
+    const nowWarned = new Set<string>();
+    for (const d of dropped) {
+      const key = `${d.member}\u0000${d.reason}`;
+      nowWarned.add(key);
+      if (!warned.has(key)) onDropped(d);
+    }
+    warned = nowWarned;
+    if (last && sameMembers(last, members)) return;
+    last = members;
+    onSnapshot(members);
+  };
+}
+
+// --- internal ---
+
+function checkMember(value: unknown, source: string): Member | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
+  const m = value as Record<string, unknown>;
+  if (typeof m.name !== 'string' || m.name === '') return 'name must be a non-empty string';
+  if (CONTROL.test(m.name)) return 'name contains a control character';
+  if (typeof m.address !== 'string' || m.address === '') return 'address must be a non-empty string';
+  if (isIP(m.address) === 0 && !HOSTNAME.test(m.address)) return `address ${JSON.stringify(m.address)} is neither an IP address nor a valid host name`;
+  let port: number | undefined;
+  if (m.port !== undefined && m.port !== null) {
+    if (typeof m.port !== 'number' || !Number.isInteger(m.port) || m.port < 0 || m.port > 65535) {
+      return `port ${JSON.stringify(m.port)} is not an integer from 0 to 65535`;
+    }
+    port = m.port;
+  }
+  const status = m.status ?? 'alive';
+  if (!MEMBER_STATUSES.includes(status as Member['status'])) return `status ${JSON.stringify(status)} is not one of ${MEMBER_STATUSES.join(', ')}`;
+  const tags: Record<string, string> = {};
+  if (m.tags !== undefined && m.tags !== null) {
+    if (typeof m.tags !== 'object' || Array.isArray(m.tags)) return 'tags must be an object of strings';
+    for (const [key, tagValue] of Object.entries(m.tags)) {
+      if (typeof tagValue !== 'string') return `tag ${JSON.stringify(key)} is not a string`;
+      if (CONTROL.test(key)) return `tag name ${JSON.stringify(key)} contains a control character`;
+      if (CONTROL.test(tagValue)) return `tag ${JSON.stringify(key)} contains a control character`;
+      // defineProperty, not assignment: a tag named "__proto__" must stay a plain tag.
+      Object.defineProperty(tags, key, { value: tagValue, enumerable: true, writable: true, configurable: true });
+    }
+  }
+  const member: Member = { name: m.name, address: m.address, tags, status: status as Member['status'], source };
+  if (port !== undefined) member.port = port;
+  return member;
+}
+
+function describe(value: unknown, index: number): string {
+  const name = typeof value === 'object' && value !== null ? (value as Record<string, unknown>).name : undefined;
+  // JSON.stringify escapes control characters, so the warning itself cannot be used to inject log lines.
+  return typeof name === 'string' && name !== '' ? JSON.stringify(name) : `#${index + 1}`;
+}
+
+function sameTags(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const key of keys) if (a[key] !== b[key]) return false;
+  return true;
+}
+
+// Plain code-unit order, not locale order: the output must not depend on the machine's locale.
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
