@@ -1,7 +1,8 @@
-/** The status a member can have. Serf reports all four; file and DNS members are `alive` unless told. */
-export type MemberStatus = 'alive' | 'leaving' | 'left' | 'failed';
+/** Every status a member can have. Serf reports all four; file and DNS members are `alive` unless told. */
+export const MEMBER_STATUSES = ['alive', 'leaving', 'left', 'failed'] as const;
 
-export const MEMBER_STATUSES: readonly MemberStatus[] = ['alive', 'leaving', 'left', 'failed'];
+/** The status a member can have. */
+export type MemberStatus = (typeof MEMBER_STATUSES)[number];
 
 /** One member of a roster, as templates see it. */
 export interface Member {

@@ -1,0 +1,165 @@
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { cosmiconfig, type Loader } from 'cosmiconfig';
+import { createJiti } from 'jiti';
+import { ConfigError, RosterdError, type ConfigIssue } from '../errors.js';
+import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
+import type { Source } from '../sources/types.js';
+import type { ConfigExport } from './define.js';
+import { formatPath, toConfigIssues } from './issues.js';
+import { configSchema, type ParsedTemplate, type SourceConfig } from './schema.js';
+
+/** A template after loading: absolute paths, defaults filled, text compiled. */
+export interface ResolvedTemplate extends Omit<ParsedTemplate, 'name' | 'source' | 'contents' | 'sources'> {
+  readonly name: string;
+  /** Position in the config's `templates` list. */
+  readonly index: number;
+  /** The template file (absolute), when the template came from a file. */
+  readonly source: string | undefined;
+  /** The output file (absolute). */
+  readonly destination: string;
+  /** The sources that feed `members`, in config order. */
+  readonly sources: readonly string[];
+  readonly compiled: CompiledTemplate;
+}
+
+/** A validated config: what the runner, the daemon and `render --once` work from. Nothing in it is raw input. */
+export interface ResolvedConfig {
+  /** The config file, when the config came from one. */
+  readonly file: string | undefined;
+  /** The directory relative paths were resolved against. */
+  readonly baseDir: string;
+  /** Source configs (paths absolute) or `Source` objects plugged in by a library user, by name. */
+  readonly sources: Readonly<Record<string, SourceConfig | Source>>;
+  readonly templates: readonly ResolvedTemplate[];
+}
+
+/** Where `loadConfig()` looks when no file is given, in this order, in the working directory only. */
+export const CONFIG_SEARCH_PLACES = [
+  'renderer.config.ts',
+  'renderer.config.mts',
+  'renderer.config.js',
+  'renderer.config.mjs',
+  'renderer.config.cjs',
+  'renderer.config.yaml',
+  'renderer.config.yml',
+  'renderer.config.json',
+  '.rendererrc',
+  '.rendererrc.yaml',
+  '.rendererrc.yml',
+  '.rendererrc.json',
+  'package.json',
+] as const;
+
+/**
+ * Loads and validates a config, and compiles its templates.
+ * - no argument: searches the working directory (`CONFIG_SEARCH_PLACES`);
+ * - a path: loads that file (TypeScript, JavaScript, YAML or JSON);
+ * - an object (or a function returning one): validates it; relative paths resolve against `baseDir`
+ *   (default: the working directory).
+ * Throws a `ConfigError` listing every problem at once.
+ */
+export async function loadConfig(
+  input?: string | ConfigExport,
+  options: { cwd?: string; baseDir?: string } = {},
+): Promise<ResolvedConfig> {
+  const cwd = options.cwd ?? process.cwd();
+  if (typeof input === 'string' || input === undefined) {
+    const { file, value } = await readConfigFile(input === undefined ? undefined : resolve(cwd, input), cwd);
+    return resolveConfig(value, { file, baseDir: dirname(file) });
+  }
+  const value = typeof input === 'function' ? await input() : input;
+  return resolveConfig(value, { baseDir: options.baseDir ?? cwd });
+}
+
+/** Validates a raw config value (from a file or an object) and resolves it. */
+export async function resolveConfig(value: unknown, where: { file?: string; baseDir: string }): Promise<ResolvedConfig> {
+  const parsed = configSchema.safeParse(value);
+  if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error, configSchema, value), where.file);
+  const config = parsed.data;
+  const at = (p: string): string => resolve(where.baseDir, p);
+
+  const sources: Record<string, SourceConfig | Source> = {};
+  for (const [name, source] of Object.entries(config.sources)) {
+    sources[name] = 'type' in source && source.type === 'file' ? { ...source, path: at(source.path) } : source;
+  }
+
+  const issues: ConfigIssue[] = [];
+  const allSources = Object.keys(config.sources);
+  const names = new Map<string, number>();
+  const destinations = new Map<string, number>();
+  const templates: ResolvedTemplate[] = [];
+  for (const [index, t] of config.templates.entries()) {
+    const path = (key: string): string => formatPath(['templates', index, key]);
+    const destination = at(t.destination);
+    const name = t.name ?? basename(destination);
+    const sameName = names.get(name);
+    if (sameName !== undefined) {
+      issues.push({ path: path('name'), message: `templates[${sameName}] is also named "${name}"; give each template a distinct "name"` });
+    }
+    names.set(name, index);
+    const sameDestination = destinations.get(destination);
+    if (sameDestination !== undefined) {
+      issues.push({ path: path('destination'), message: `templates[${sameDestination}] writes the same file ${destination}` });
+    }
+    destinations.set(destination, index);
+
+    const source = t.source === undefined ? undefined : at(t.source);
+    let text: string;
+    let file: string;
+    if (source === undefined) {
+      text = t.contents ?? '';
+      file = `<inline ${formatPath(['templates', index, 'contents'])}>`;
+    } else {
+      file = source;
+      try {
+        text = await readFile(source, 'utf8');
+      } catch (err) {
+        issues.push({ path: path('source'), message: `cannot read template ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+        continue;
+      }
+    }
+    let compiled: CompiledTemplate;
+    try {
+      compiled = compileTemplate({ name, text, file, root: source === undefined ? where.baseDir : dirname(source), strict: t.strict });
+    } catch (err) {
+      if (!RosterdError.is(err)) throw err;
+      issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.message.replace(/^\[template [^\]]*\] /, '') });
+      continue;
+    }
+    const { name: _name, source: _source, contents: _contents, sources: selected, ...rest } = t;
+    templates.push({ ...rest, name, index, source, destination, sources: selected ?? allSources, compiled });
+  }
+  if (issues.length > 0) throw new ConfigError(issues, where.file);
+  return { file: where.file, baseDir: where.baseDir, sources, templates };
+}
+
+// --- internal ---
+
+async function readConfigFile(file: string | undefined, cwd: string): Promise<{ file: string; value: unknown }> {
+  // jiti loads TypeScript configs on Node 20 without a temp file next to them; no module cache, so that a
+  // SIGHUP reload sees the edited file.
+  const jiti = createJiti(import.meta.url, { moduleCache: false, fsCache: false });
+  const loadTs: Loader = async (path) => jiti.import(path, { default: true });
+  const explorer = cosmiconfig('renderer', {
+    searchStrategy: 'none',
+    searchPlaces: [...CONFIG_SEARCH_PLACES],
+    loaders: { '.ts': loadTs, '.mts': loadTs, '.cts': loadTs },
+    cache: false,
+  });
+  let result;
+  try {
+    result = file === undefined ? await explorer.search(cwd) : await explorer.load(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const message = code === 'ENOENT' ? 'config file not found' : (err as Error).message.replace(/^(?:YAMLException|Error): /, '');
+    throw new ConfigError([{ path: '', message }], file, { cause: err });
+  }
+  if (result === null) {
+    throw new ConfigError([{ path: '', message: `no config file found in ${cwd} (looked for ${CONFIG_SEARCH_PLACES.join(', ')}); pass -c FILE` }]);
+  }
+  if (result.isEmpty) throw new ConfigError([{ path: '', message: 'the config file is empty' }], result.filepath);
+  let value: unknown = result.config;
+  if (typeof value === 'function') value = await (value as () => unknown)();
+  return { file: result.filepath, value };
+}

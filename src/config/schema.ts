@@ -1,0 +1,212 @@
+import { z } from 'zod';
+import { MEMBER_STATUSES, type Source } from '../sources/types.js';
+import { parseDuration } from './duration.js';
+
+/**
+ * The one schema every config goes through. It is strict (unknown keys are errors), turns durations into
+ * milliseconds and modes into numbers, and fills every default, so nothing downstream reads raw user input.
+ * Paths are still as written; `resolveConfig` makes them absolute.
+ */
+
+// --- building blocks ---
+
+/** `'200ms'`, `'2s'`, `'1m30s'` or a number of milliseconds → milliseconds. */
+export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const parsed = parseDuration(value);
+  if (typeof parsed === 'number') return parsed;
+  ctx.issues.push({ code: 'custom', message: parsed.error, input: value });
+  return z.NEVER;
+});
+
+/**
+ * A file mode: a number (`420`, `0o644` in TS) or an octal string (`'0644'`, `'644'`, `'0o644'`).
+ * YAML 1.2 reads an unquoted `0644` as decimal 644, which is almost never meant: it is refused with a hint.
+ */
+const perms = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'string') {
+    const match = /^(?:0o?)?([0-7]{3,4})$/.exec(value.trim());
+    if (match) return Number.parseInt(match[1]!, 8);
+    ctx.issues.push({ code: 'custom', message: `"${value}" is not an octal file mode such as "0644"`, input: value });
+    return z.NEVER;
+  }
+  if (!Number.isInteger(value) || value < 0 || value > 0o7777) {
+    ctx.issues.push({ code: 'custom', message: `${value} is not a file mode (0 to 0o7777)`, input: value });
+    return z.NEVER;
+  }
+  if (value > 0o777 && /^[0-7]+$/.test(String(value))) {
+    ctx.issues.push({
+      code: 'custom',
+      message: `${value} was read as a decimal number; write "0${value}" in quotes (or 0o${value} in TypeScript)`,
+      input: value,
+    });
+    return z.NEVER;
+  }
+  return value;
+});
+
+/** A command: an argv array (run without a shell) or a string (run with `sh -c`). */
+const command = z.union([
+  z.string().min(1, 'empty command'),
+  z.array(z.string()).min(1, 'empty argv: give at least the program'),
+]);
+
+const hostPort = z
+  .string()
+  .regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:port")');
+
+/** Names of sources become `sources.<name>` in templates, log fields and metric labels. */
+const sourceName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'a source name starts with a letter or "_" and holds only letters, digits, "_" and "-"');
+
+// --- sources ---
+
+export const fileSourceSchema = z
+  .object({
+    type: z.literal('file'),
+    /** The member file (JSON or YAML, by extension). Relative to the config file's directory. */
+    path: z.string().min(1),
+  })
+  .strict();
+
+export const serfSourceSchema = z
+  .object({
+    type: z.literal('serf'),
+    rpcAddr: hostPort.default('127.0.0.1:7373'),
+    authKey: z.string().optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+    status: z.array(z.enum(MEMBER_STATUSES)).min(1).default(['alive']),
+    portTag: z.string().min(1).default('port'),
+    refreshInterval: duration.optional(),
+    resyncDelay: duration.default(100),
+    connectTimeout: duration.default(5000),
+  })
+  .strict();
+
+export const dnsSourceSchema = z
+  .object({
+    type: z.literal('dns'),
+    name: z.string().min(1),
+    record: z.enum(['SRV', 'A', 'AAAA']).default('SRV'),
+    servers: z.array(hostPort.or(z.string().regex(/^[0-9A-Fa-f:.]+$/, 'expected an IP address or "host:port"'))).min(1).optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    interval: duration.default(5000),
+    timeout: duration.default(2000),
+  })
+  .strict();
+
+/** A `Source` object plugged in by a library user instead of a source config. */
+const customSource = z.custom<Source>(
+  (value) =>
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Source).start === 'function' &&
+    typeof (value as Source).stop === 'function',
+  'expected a source config with a "type" (file, serf, dns) or an object with start() and stop()',
+);
+
+const sourceConfig = z.union([
+  z.discriminatedUnion('type', [fileSourceSchema, serfSourceSchema, dnsSourceSchema]),
+  customSource,
+]);
+
+// --- templates ---
+
+const haproxyReload = z
+  .object({
+    haproxy: z
+      .object({
+        /** The master CLI socket HAProxy was started with (`-S`). */
+        masterSocket: z.string().min(1),
+        /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. */
+        method: z.enum(['cli', 'signal']).default('cli'),
+        /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
+        bindGuard: z.boolean().default(true),
+      })
+      .strict(),
+  })
+  .strict();
+
+const wait = z
+  .object({ min: duration, max: duration.optional() })
+  .strict()
+  .transform((value, ctx) => {
+    // As consul-template: max defaults to 4 × min.
+    const max = value.max ?? value.min * 4;
+    if (max < value.min) ctx.issues.push({ code: 'custom', message: 'max must not be less than min', input: value, path: ['max'] });
+    return { min: value.min, max };
+  });
+
+export const templateSchema = z
+  .object({
+    /** Names the template in logs, events and metrics. Default: the destination's file name. */
+    name: z.string().min(1).optional(),
+    /** A Liquid template file. Exactly one of `source` and `contents`. */
+    source: z.string().min(1).optional(),
+    /** An inline Liquid template. */
+    contents: z.string().optional(),
+    destination: z.string().min(1),
+    /** Which sources feed `members`. Default: all of them. */
+    sources: z.array(z.string()).min(1).optional(),
+    /** Environment variables the template may read as `env.NAME`. Nothing else is exposed. */
+    env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'not an environment variable name')).default([]),
+    wait: z.union([wait, z.literal(false)]).default(false),
+    perms: perms.optional(),
+    uid: z.number().int().min(0).optional(),
+    gid: z.number().int().min(0).optional(),
+    backup: z.boolean().default(false),
+    minMembers: z.number().int().min(0).default(0),
+    maxShrink: z.number().min(0).max(1).optional(),
+    check: command.optional(),
+    reload: z.union([command, haproxyReload]).optional(),
+    timeout: duration.default(30_000),
+    rollback: z.boolean().default(true),
+    strict: z.boolean().default(true),
+  })
+  .strict()
+  .refine((t) => (t.source === undefined) !== (t.contents === undefined), {
+    message: 'give exactly one of "source" (a file) and "contents" (inline)',
+    // Checked even when other keys of the template are wrong, so that every problem is reported at once.
+    when: (payload) => typeof payload.value === 'object' && payload.value !== null,
+  });
+
+export const configSchema = z
+  .object({
+    sources: z.record(sourceName, sourceConfig).refine((s) => Object.keys(s).length > 0, 'declare at least one source'),
+    templates: z.array(templateSchema).min(1, 'declare at least one template'),
+  })
+  .strict()
+  .superRefine(
+    (value, ctx) => {
+    // Runs even when other parts of the config are wrong, so every problem is reported at once; the
+    // input may therefore be malformed here.
+    const config = value as { sources?: unknown; templates?: unknown };
+    if (typeof config.sources !== 'object' || config.sources === null || !Array.isArray(config.templates)) return;
+    const declared = Object.keys(config.sources);
+    config.templates.forEach((t: unknown, i) => {
+      const selected = (t as { sources?: unknown } | null)?.sources;
+      if (!Array.isArray(selected)) return;
+      selected.forEach((name: unknown, j) => {
+        if (typeof name !== 'string' || declared.includes(name)) return;
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown source "${name}" (declared: ${declared.map((n) => `"${n}"`).join(', ')})`,
+          path: ['templates', i, 'sources', j],
+        });
+      });
+    });
+  },
+  { when: () => true },
+  );
+
+/** The config as a user writes it. */
+export type RosterdConfig = z.input<typeof configSchema>;
+/** The config after validation: durations in ms, modes as numbers, defaults filled. Paths as written. */
+export type ParsedConfig = z.output<typeof configSchema>;
+export type ParsedTemplate = ParsedConfig['templates'][number];
+export type FileSourceConfig = z.output<typeof fileSourceSchema>;
+export type SerfSourceConfig = z.output<typeof serfSourceSchema>;
+export type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
+export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig;
+export type ReloadConfig = NonNullable<ParsedTemplate['reload']>;
+export type CommandConfig = z.output<typeof command>;
