@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { groupByTag, quote, slug, sortBy, status, tagged } from '../../src/render/filters.js';
+import type { Member } from '../../src/sources/types.js';
+
+const member = (name: string, tags: Record<string, string> = {}, extra: Partial<Member> = {}): Member => ({
+  name,
+  address: '10.0.0.1',
+  tags,
+  status: 'alive',
+  source: 's',
+  ...extra,
+});
+
+describe('filters', () => {
+  const list = [member('a', { role: 'web', zone: 'b' }), member('b', { role: 'db' }), member('c', { role: 'web', zone: 'a' }, { status: 'failed' })];
+
+  it('tagged keeps members with a tag, or with a tag of a value', () => {
+    expect(tagged(list, 'zone').map((m) => m.name)).toEqual(['a', 'c']);
+    expect(tagged(list, 'role', 'web').map((m) => m.name)).toEqual(['a', 'c']);
+    expect(tagged(list, 'role', 'none')).toEqual([]);
+  });
+
+  it('tagged does not see inherited properties as tags', () => {
+    expect(tagged(list, 'toString')).toEqual([]);
+  });
+
+  it('status keeps members with one of the statuses', () => {
+    expect(status(list, 'failed').map((m) => m.name)).toEqual(['c']);
+    expect(status(list, 'alive', 'failed')).toHaveLength(3);
+  });
+
+  it('sort_by sorts by a dotted path, stable, missing values last, numbers as numbers', () => {
+    expect(sortBy(list, 'tags.zone').map((m) => (m as Member).name)).toEqual(['c', 'a', 'b']);
+    expect(sortBy([{ p: 10 }, { p: 9 }, { p: 100 }], 'p')).toEqual([{ p: 9 }, { p: 10 }, { p: 100 }]);
+    expect(sortBy([{ k: 'x', i: 1 }, { k: 'x', i: 2 }, { k: 'a', i: 3 }], 'k')).toEqual([{ k: 'a', i: 3 }, { k: 'x', i: 1 }, { k: 'x', i: 2 }]);
+    expect(() => sortBy('nope', 'x')).toThrow(/expects a list/);
+  });
+
+  it('group_by_tag groups by tag value, sorted, leaving out members without it', () => {
+    const groups = groupByTag(list, 'zone');
+    expect(groups.map((g) => [g.name, g.size, g.items.map((m) => m.name)])).toEqual([
+      ['a', 1, ['c']],
+      ['b', 1, ['a']],
+    ]);
+  });
+
+  it('slug keeps safe names and makes others safe and distinct', () => {
+    expect(slug('web-1.a:b_c')).toBe('web-1.a:b_c');
+    const names = ['web 1', 'web/1', 'web"2', 'web&3', 'web/4', 'web;5', ''].map(slug);
+    for (const name of names) expect(name).toMatch(/^[A-Za-z0-9_.:-]+$/);
+    expect(new Set(names).size).toBe(names.length);
+    expect(slug('web 1')).toMatch(/^web_1-[0-9a-f]{6}$/);
+    expect(slug('web 1')).toBe(slug('web 1'));
+  });
+
+  it('quote escapes backslashes and quotes', () => {
+    expect(quote('a "b" \\c')).toBe('"a \\"b\\" \\\\c"');
+  });
+});
