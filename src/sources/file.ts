@@ -1,0 +1,158 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, extname } from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import yaml from 'js-yaml';
+import { SourceError } from '../errors.js';
+import type { Member, Source, SourceFactory } from './types.js';
+
+export const SOURCE_TYPE = 'file';
+
+const TRAILING_READ_MS = 150;
+
+/** Resolved options of a `file` source. */
+export interface FileSourceOptions {
+  type: 'file';
+  /** Absolute path of the member file: JSON (`.json`) or YAML (anything else). */
+  path: string;
+}
+
+/**
+ * Members listed in a file, JSON or YAML: a list of members or `{ members: [...] }`. The file is watched:
+ * an atomic replace, an in-place write, or a delete followed by a re-create all lead to a re-read. A file
+ * that cannot be read or parsed is reported (with line and column) and the last good snapshot stays.
+ * An empty file is an error, not an empty list: a file caught half-written must never empty a backend.
+ */
+export const createFileSource: SourceFactory<FileSourceOptions> = (name, options) => {
+  if (typeof options.path !== 'string' || options.path === '') throw new TypeError(`[source ${name}] option "path" is required`);
+  const path = options.path;
+  let watcher: FSWatcher | undefined;
+  let reading: Promise<void> | undefined;
+  let again = false;
+  let stopped = false;
+  let trailing: NodeJS.Timeout | undefined;
+
+  const source: Source = {
+    name,
+    async start(onSnapshot, onError) {
+      stopped = false;
+      // Reads run one at a time; events that arrive during a read cause exactly one more read, because
+      // chokidar may merge several quick replacements into one event and only the newest content matters.
+      const read = (): void => {
+        if (reading) {
+          again = true;
+          return;
+        }
+        reading = (async () => {
+          do {
+            again = false;
+            try {
+              // Raw entries: the runner's snapshot gate validates them like any other untrusted member.
+              const members = (await readMemberFile(name, path)) as Member[];
+              if (!stopped) onSnapshot(members);
+            } catch (err) {
+              if (!stopped) onError(err as Error);
+            }
+          } while (again && !stopped);
+          reading = undefined;
+        })();
+      };
+      // Watch the directory, not the file: a file replaced by rename is a new inode, and a watch on the
+      // old one can miss the writes that follow. The directory sees every rename, write and delete.
+      const directory = dirname(path);
+      // chokidar throttles change events (about 50 ms per file), so the last write of a quick burst may
+      // have no event of its own: every event also schedules one trailing read.
+      const refresh = (): void => {
+        if (stopped) return;
+        read();
+        clearTimeout(trailing);
+        trailing = setTimeout(read, TRAILING_READ_MS);
+      };
+      watcher = watch(directory, { ignoreInitial: true, depth: 0, ignored: (p) => p !== path && p !== directory });
+      watcher.on('add', refresh).on('change', refresh);
+      watcher.on('unlink', () => {
+        if (!stopped) onError(new SourceError(name, `${path} was removed; keeping the last members until it is back`, { retryable: false }));
+      });
+      watcher.on('error', (err) => onError(new SourceError(name, `watching ${path} failed: ${(err as Error).message}`, { cause: err })));
+      await new Promise<void>((resolve) => watcher!.once('ready', () => resolve()));
+      read();
+    },
+    async stop() {
+      stopped = true;
+      await watcher?.close();
+      watcher = undefined;
+      clearTimeout(trailing);
+      await reading;
+    },
+  };
+  return source;
+};
+
+/**
+ * Reads and parses a member file. Returns the raw member list (validated later, with the others), with
+ * scalar tag values and numeric-string ports turned into what the member format expects.
+ * Throws a non-retryable `SourceError` naming the file, line and column.
+ */
+export async function readMemberFile(sourceName: string, path: string): Promise<unknown[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : `cannot be read (${code ?? (err as Error).message})`;
+    throw new SourceError(sourceName, `member file ${path} ${reason}`, { cause: err, retryable: false });
+  }
+  if (text.trim() === '') throw new SourceError(sourceName, `member file ${path} is empty (write [] for no members)`, { retryable: false });
+  const data = extname(path).toLowerCase() === '.json' ? parseJson(sourceName, path, text) : parseYaml(sourceName, path, text);
+  const list = Array.isArray(data) ? data : typeof data === 'object' && data !== null && Array.isArray((data as { members?: unknown }).members) ? (data as { members: unknown[] }).members : undefined;
+  if (!list) throw new SourceError(sourceName, `${path}: expected a list of members or { members: [...] }`, { retryable: false });
+  return list.map(normalizeMember);
+}
+
+// --- internal ---
+
+function parseJson(sourceName: string, path: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const message = (err as Error).message;
+    const position = /at position (\d+)/.exec(message);
+    const offset = position ? Number(position[1]) : text.length;
+    const { line, column } = lineAndColumn(text, offset);
+    const reason = message.replace(/ in JSON at position \d+.*$/, '').replace(/^JSON\.parse: /, '');
+    throw new SourceError(sourceName, `${path}:${line}:${column}: invalid JSON: ${reason}`, { cause: err, retryable: false });
+  }
+}
+
+function parseYaml(sourceName: string, path: string, text: string): unknown {
+  try {
+    return yaml.load(text, { filename: path, schema: yaml.CORE_SCHEMA });
+  } catch (err) {
+    const mark = (err as { mark?: { line: number; column: number } }).mark;
+    const reason = (err as { reason?: string }).reason ?? (err as Error).message;
+    const where = mark ? `${path}:${mark.line + 1}:${mark.column + 1}` : path;
+    throw new SourceError(sourceName, `${where}: invalid YAML: ${reason}`, { cause: err, retryable: false });
+  }
+}
+
+function lineAndColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return { line, column: offset - before.lastIndexOf('\n') };
+}
+
+// A person writes `port: 8080` or `weight: 10` in YAML; the member format wants tag values as strings and
+// a port as a number. Only those unambiguous scalars are converted; anything else is left for the gate.
+function normalizeMember(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const member = { ...(value as Record<string, unknown>) };
+  if (typeof member.port === 'string' && /^\d{1,5}$/.test(member.port)) member.port = Number(member.port);
+  if (typeof member.tags === 'object' && member.tags !== null && !Array.isArray(member.tags)) {
+    const tags: Record<string, unknown> = {};
+    for (const [key, tag] of Object.entries(member.tags)) {
+      const scalar = typeof tag === 'number' || typeof tag === 'boolean';
+      Object.defineProperty(tags, key, { value: scalar ? String(tag) : tag, enumerable: true, writable: true, configurable: true });
+    }
+    member.tags = tags;
+  }
+  return member;
+}

@@ -1,0 +1,26 @@
+import type { SourceConfig } from '../config/schema.js';
+import type { Logger } from '../logger.js';
+import { createFileSource } from './file.js';
+import createSerfSource from './serf.js';
+import type { Source, SourceFactory } from './types.js';
+
+/** The built-in source types, by the `type` written in a config. */
+const FACTORIES: { [T in SourceConfig['type']]?: SourceFactory<Extract<SourceConfig, { type: T }>> } = {
+  file: createFileSource,
+  serf: createSerfSource,
+};
+
+/** True when `value` is a `Source` object rather than a source config. */
+export function isSource(value: SourceConfig | Source): value is Source {
+  return typeof (value as Source).start === 'function' && typeof (value as Source).stop === 'function';
+}
+
+/** Builds the source a config entry describes, or returns a plugged-in `Source` object as it is. */
+export function createSource(name: string, config: SourceConfig | Source, logger: Logger): Source {
+  if (isSource(config)) return config;
+  const factory = FACTORIES[config.type] as SourceFactory<SourceConfig> | undefined;
+  if (!factory) throw new TypeError(`[source ${name}] source type "${config.type}" is not available in this build`);
+  return factory(name, config, { logger: logger.child({ source: name }) });
+}
+
+export type { Member, MemberStatus, Source, SourceContext, SourceFactory } from './types.js';

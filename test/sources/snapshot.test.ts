@@ -1,0 +1,81 @@
+import { describe, expect, it, vi } from 'vitest';
+import { createSnapshotGate, sanitizeMembers } from '../../src/sources/snapshot.js';
+
+const ok = (name: string, extra: Record<string, unknown> = {}) => ({ name, address: '10.0.0.1', ...extra });
+
+describe('sanitizeMembers (untrusted member data)', () => {
+  it('keeps valid members, fills defaults and sets the source', () => {
+    const { members, dropped } = sanitizeMembers([ok('a', { port: 80, tags: { role: 'web' }, source: 'spoofed' })], 'cluster');
+    expect(dropped).toEqual([]);
+    expect(members).toEqual([{ name: 'a', address: '10.0.0.1', port: 80, tags: { role: 'web' }, status: 'alive', source: 'cluster' }]);
+  });
+
+  it.each([
+    ['a newline in the name', ok('web\nserver evil 6.6.6.6:80'), 'name contains a control character'],
+    ['a carriage return in a tag value', ok('b', { tags: { role: 'web\r' } }), 'tag "role" contains a control character'],
+    ['a control character in a tag name', ok('c', { tags: { 'ro\u0000le': 'x' } }), 'contains a control character'],
+    ['DEL in the name', ok('d\u007f'), 'name contains a control character'],
+    ['an empty address', ok('e', { address: '' }), 'address must be a non-empty string'],
+    ['a missing address', { name: 'f' }, 'address must be a non-empty string'],
+    ['an address that is no host', ok('g', { address: 'a b;c' }), 'neither an IP address nor a valid host name'],
+    ['an address with a newline', ok('g2', { address: 'host\nbind :80' }), 'neither an IP address nor a valid host name'],
+    ['a port out of range', ok('h', { port: 70000 }), 'port 70000 is not an integer from 0 to 65535'],
+    ['a port that is text', ok('i', { port: 'http' }), 'port "http" is not an integer'],
+    ['a tag that is not a string', ok('j', { tags: { weight: 5 } }), 'tag "weight" is not a string'],
+    ['an unknown status', ok('k', { status: 'dead' }), 'status "dead" is not one of'],
+    ['an empty name', ok(''), 'name must be a non-empty string'],
+    ['not an object', 'web-1', 'not an object'],
+  ])('drops a member with %s, saying why', (_what, raw, reason) => {
+    const { members, dropped } = sanitizeMembers([raw, ok('good')], 's');
+    expect(members.map((m) => m.name)).toEqual(['good']);
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]!.reason).toContain(reason);
+  });
+
+  it('names a dropped member safely (escaped, or by position)', () => {
+    const { dropped } = sanitizeMembers([ok('evil\nline', { address: '' }), { address: '1.2.3.4' }], 's');
+    expect(dropped.map((d) => d.member)).toEqual(['"evil\\nline"', '#2']);
+  });
+
+  it('accepts IPv4, IPv6 and host names', () => {
+    const { members } = sanitizeMembers([ok('a', { address: '::1' }), ok('b', { address: 'web-1.example.com.' }), ok('c', { address: '192.168.0.1' })], 's');
+    expect(members).toHaveLength(3);
+  });
+
+  it('sorts by name, address and port and keeps the first of duplicate names', () => {
+    const { members, dropped } = sanitizeMembers([ok('b'), ok('a', { address: '10.0.0.2' }), ok('a', { address: '10.0.0.1' })], 's');
+    expect(members.map((m) => `${m.name}@${m.address}`)).toEqual(['a@10.0.0.1', 'b@10.0.0.1']);
+    expect(dropped).toEqual([{ member: '"a"', reason: 'duplicate name (the first one is kept)' }]);
+  });
+
+  it('keeps a tag named __proto__ as a plain tag', () => {
+    const raw = JSON.parse('{"name":"a","address":"10.0.0.1","tags":{"__proto__":"x"}}');
+    const { members } = sanitizeMembers([raw], 's');
+    expect(Object.keys(members[0]!.tags)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(members[0]!.tags)).toBe(Object.prototype);
+  });
+});
+
+describe('createSnapshotGate', () => {
+  it('emits only when the sanitized snapshot changes, and warns once per newly bad member', () => {
+    const snapshots = vi.fn();
+    const dropped = vi.fn();
+    const gate = createSnapshotGate('s', snapshots, dropped);
+    gate([ok('b'), ok('a')]);
+    gate([ok('a'), ok('b')]); // same membership, other order
+    gate([ok('a'), ok('b'), ok('bad\n')]); // a bad member only: the valid snapshot is the same
+    gate([ok('a'), ok('b'), ok('bad\n')]);
+    gate([ok('a')]);
+    gate([]);
+    expect(snapshots.mock.calls.map(([m]) => m.map((x: { name: string }) => x.name))).toEqual([['a', 'b'], ['a'], []]);
+    expect(dropped).toHaveBeenCalledTimes(1);
+  });
+
+  it('sees a tag change as a change', () => {
+    const snapshots = vi.fn();
+    const gate = createSnapshotGate('s', snapshots, () => undefined);
+    gate([ok('a', { tags: { v: '1' } })]);
+    gate([ok('a', { tags: { v: '2' } })]);
+    expect(snapshots).toHaveBeenCalledTimes(2);
+  });
+});
