@@ -1,0 +1,303 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import msgpack from 'msgpack-lite';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SerfClient, SerfError } from '../../src/serf/index.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * A fake agent for what a real one will not do: garbage, cut replies, missing bodies, unknown Seqs.
+ * It decodes requests with msgpack-lite's own stream decoder and pairs headers with bodies from its own
+ * statement of which requests carry one, so it also checks what the client sends.
+ */
+
+const REQUEST_HAS_BODY = new Set(['handshake', 'auth', 'members-filtered', 'stream', 'stop', 'join', 'force-leave', 'tags', 'event']);
+
+interface Request {
+  command: string;
+  seq: number;
+  body?: unknown;
+}
+
+interface FakeAgent {
+  address: string;
+  /** Every request received, across connections. */
+  requests: Request[];
+  /** Every value received, in order. */
+  values: unknown[];
+  /** Every byte received, for checks on the encoding. */
+  received(): Buffer;
+  close(): Promise<void>;
+}
+
+const header = (seq: number, error = '') => msgpack.encode({ Seq: seq, Error: error });
+const reply = (seq: number, body?: unknown) => (body === undefined ? header(seq) : Buffer.concat([header(seq), msgpack.encode(body)]));
+const member = (name: string) => ({
+  Name: name,
+  Addr: Buffer.from([10, 0, 0, 1]),
+  Port: 7946,
+  Tags: { role: 'web' },
+  Status: 'alive',
+  ProtocolMin: 1,
+  ProtocolMax: 5,
+  ProtocolCur: 2,
+  DelegateMin: 2,
+  DelegateMax: 5,
+  DelegateCur: 5,
+});
+
+/** Starts a fake agent. It answers the handshake itself; `onRequest` handles everything after it. */
+async function fakeAgent(onRequest: (request: Request, socket: Socket) => void): Promise<FakeAgent> {
+  const requests: Request[] = [];
+  const values: unknown[] = [];
+  const chunks: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const decoder = msgpack.Decoder(); // typed as a factory; it also works without `new`
+    let waiting: Request | undefined;
+    const handle = (request: Request) => {
+      requests.push(request);
+      if (request.command === 'handshake') socket.write(reply(request.seq));
+      else onRequest(request, socket);
+    };
+    decoder.on('data', (value: Record<string, unknown>) => {
+      values.push(value);
+      if (waiting) {
+        const request = { ...waiting, body: value };
+        waiting = undefined;
+        handle(request);
+        return;
+      }
+      const request = { command: String(value.Command), seq: Number(value.Seq) };
+      if (REQUEST_HAS_BODY.has(request.command)) waiting = request;
+      else handle(request);
+    });
+    socket.on('data', (chunk) => {
+      chunks.push(chunk);
+      decoder.decode(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    address: `127.0.0.1:${port}`,
+    requests,
+    values,
+    received: () => Buffer.concat(chunks),
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('SerfClient against a misbehaving agent', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  /** A fake agent plus a connected client, both closed after the test. */
+  async function setup(onRequest: (request: Request, socket: Socket) => void, options: { requestTimeout?: number } = {}) {
+    const agent = await fakeAgent(onRequest);
+    cleanups.push(agent.close);
+    const client = await SerfClient.connect({ address: agent.address, ...options });
+    cleanups.push(() => client.close());
+    const closed = new Promise<SerfError | undefined>((resolve) => client.once('close', resolve));
+    return { agent, client, closed };
+  }
+
+  it('reads replies cut into 1-byte chunks and pairs bodies by command', async () => {
+    const { client } = await setup((request, socket) => {
+      const bytes =
+        request.command === 'members' ? reply(request.seq, { Members: [member('x'), member('y')] })
+        : request.command === 'stats' ? reply(request.seq, { agent: { name: 'x' } })
+        : reply(request.seq);
+      for (const byte of bytes) socket.write(Uint8Array.of(byte));
+    });
+    const [members, , stats] = await Promise.all([client.members(), client.tags({ a: 'b' }), client.stats()]);
+    expect(members.map((m) => [m.name, m.addr, m.tags.role])).toEqual([['x', '10.0.0.1', 'web'], ['y', '10.0.0.1', 'web']]);
+    expect(stats).toEqual({ agent: { name: 'x' } });
+  });
+
+  it('sends a body exactly for the commands that take one, even when it is empty', async () => {
+    const { agent, client } = await setup((request, socket) => {
+      socket.write(request.command === 'members' || request.command === 'members-filtered' ? reply(request.seq, { Members: [] }) : reply(request.seq, request.command === 'stats' ? {} : undefined));
+    });
+    await client.members();
+    await client.membersFiltered();
+    await client.stats();
+    // The fake pairs by its own table: had the client left a body out or added one, the Seqs would not line up.
+    expect(agent.requests.map((r) => [r.command, r.seq, r.body])).toEqual([
+      ['handshake', 1, { Version: 1 }],
+      ['members', 2, undefined],
+      ['members-filtered', 3, { Tags: {}, Status: '', Name: '' }],
+      ['stats', 4, undefined],
+    ]);
+    // handshake + body, members, members-filtered + body, stats.
+    expect(agent.values).toHaveLength(6);
+  });
+
+  it('never sends auth without a key', async () => {
+    const { agent } = await setup(() => {});
+    expect(agent.requests.map((r) => r.command)).toEqual(['handshake']);
+  });
+
+  it('encodes integers of 2^32 and more as uint64, not as float64', async () => {
+    const { agent, client } = await setup((request, socket) => socket.write(reply(request.seq)));
+    await client.stop(2 ** 40);
+    expect(agent.requests.at(-1)).toEqual({ command: 'stop', seq: 2, body: { Stop: 2 ** 40 } });
+    const key = msgpack.encode('Stop');
+    const asUint64 = Buffer.concat([key, Buffer.from('cf0000010000000000', 'hex')]);
+    const asFloat64 = Buffer.concat([key, Buffer.from([0xcb])]); // what msgpack-lite alone would write
+    expect(msgpack.encode({ Stop: 2 ** 40 }).includes(asFloat64)).toBe(true);
+    expect(agent.received().includes(asUint64)).toBe(true);
+    expect(agent.received().includes(asFloat64)).toBe(false);
+  });
+
+  it('treats garbage as a fatal protocol error: pending requests fail, close is emitted, nothing is thrown', async () => {
+    const { client, closed } = await setup((request, socket) => {
+      if (request.command === 'members') socket.write(Buffer.from([0xc1, 0x00, 0xff]));
+    });
+    const pending = client.members().catch((err: unknown) => err);
+    const error = await closed;
+    expect(error).toBeInstanceOf(SerfError);
+    expect(error).toMatchObject({ code: 'E_SERF', reason: 'protocol' });
+    expect(error!.message).toMatch(/0xc1/);
+    expect(await pending).toMatchObject({ reason: 'protocol', command: 'members' });
+    expect(client.closed).toBe(true);
+    await expect(client.stats()).rejects.toMatchObject({ reason: 'protocol', command: 'stats' });
+  });
+
+  it('treats a second value after a header, where a header is due, as a protocol error', async () => {
+    const { client, closed } = await setup((request, socket) => {
+      // A body right after a header belongs to it (and is dropped if the command has none); a second one cannot.
+      if (request.command === 'tags') socket.write(Buffer.concat([reply(request.seq), msgpack.encode({ Num: 1 }), msgpack.encode({ Num: 2 })]));
+    });
+    await client.tags({ a: 'b' }); // its reply was whole before the stray values came
+    expect(await closed).toMatchObject({ reason: 'protocol', message: expect.stringMatching(/reply header was expected/) });
+    await expect(client.members()).rejects.toMatchObject({ reason: 'protocol', command: 'members' });
+  });
+
+  it('treats a reply for an unknown Seq as a protocol error', async () => {
+    const { client, closed } = await setup((request, socket) => {
+      if (request.command === 'tags') socket.write(reply(request.seq + 100));
+    });
+    const pending = client.tags({ a: 'b' }).catch((err: unknown) => err);
+    expect(await closed).toMatchObject({ reason: 'protocol', message: expect.stringMatching(/unknown Seq/) });
+    expect(await pending).toMatchObject({ reason: 'protocol' });
+  });
+
+  it('fails the request when a reply is cut mid-value and the socket closes', async () => {
+    const { client, closed } = await setup((request, socket) => {
+      const bytes = reply(request.seq, { Members: [member('x'), member('y')] });
+      socket.end(bytes.subarray(0, bytes.length - 20));
+    });
+    const pending = client.members().catch((err: unknown) => err);
+    const error = await closed;
+    expect(error).toMatchObject({ reason: 'closed', message: expect.stringMatching(/in the middle of a message/) });
+    expect(await pending).toMatchObject({ reason: 'closed', command: 'members' });
+  });
+
+  it('fails every pending request when the socket closes', async () => {
+    const { client, closed } = await setup((request, socket) => {
+      if (request.command === 'stats') socket.destroy();
+    });
+    const results = Promise.all([client.members(), client.tags({ a: 'b' }), client.stats()].map((p) => p.catch((err: unknown) => err)));
+    expect(await closed).toMatchObject({ reason: 'closed' });
+    expect(await results).toEqual([
+      expect.objectContaining({ reason: 'closed', command: 'members' }),
+      expect.objectContaining({ reason: 'closed', command: 'tags' }),
+      expect.objectContaining({ reason: 'closed', command: 'stats' }),
+    ]);
+  });
+
+  it('takes an error header with no body, where a body was expected, as the whole reply', async () => {
+    const { client } = await setup((request, socket) => {
+      if (request.command === 'members') socket.write(header(request.seq, 'something broke'));
+      else socket.write(reply(request.seq, { agent: { name: 'x' } }));
+    });
+    const [members, stats] = await Promise.all([client.members().catch((err: unknown) => err), client.stats()]);
+    expect(members).toMatchObject({ reason: 'agent', command: 'members', agentError: 'something broke', authFailed: false });
+    expect(stats).toEqual({ agent: { name: 'x' } });
+    expect(client.closed).toBe(false);
+  });
+
+  it('knows the bare error headers ("Authentication required") without waiting for the next message', async () => {
+    const { client } = await setup((request, socket) => socket.write(header(request.seq, 'Authentication required')));
+    await expect(client.members()).rejects.toMatchObject({ authFailed: true, agentError: 'Authentication required' });
+  });
+
+  it('delivers stream records, reads and drops those that come after stop, and stays in step', async () => {
+    let streamSeq = 0;
+    const record = (name: string) => Buffer.concat([header(streamSeq), msgpack.encode({ Event: 'member-join', Members: [member(name)] })]);
+    const { client } = await setup((request, socket) => {
+      if (request.command === 'stream') {
+        streamSeq = request.seq;
+        // A record may come before the stream's own reply: the agent starts the stream, then answers.
+        socket.write(Buffer.concat([record('early'), reply(request.seq), record('x')]));
+      } else if (request.command === 'stop') {
+        socket.write(Buffer.concat([reply(request.seq), record('late-1'), record('late-2')]));
+      } else if (request.command === 'members') {
+        socket.write(reply(request.seq, { Members: [member('m')] }));
+      }
+    });
+    const seen: string[] = [];
+    const stream = await client.stream('member-join', (event) => {
+      if (event.event !== 'user' && event.event !== 'query') seen.push(...event.members.map((m) => m.name));
+    });
+    await waitFor(() => seen.length === 2, 'two stream records');
+    await stream.stop();
+    const members = await client.members();
+    expect(members.map((m) => m.name)).toEqual(['m']);
+    expect(seen).toEqual(['early', 'x']);
+    expect(client.closed).toBe(false);
+  });
+
+  it('treats a malformed reply body as a protocol error', async () => {
+    const { client, closed } = await setup((request, socket) => socket.write(reply(request.seq, { Members: [{ Name: 42 }] })));
+    await expect(client.members()).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/Name is not a string/) });
+    expect(await closed).toMatchObject({ reason: 'protocol' });
+  });
+
+  it('drops the connection when a request gets no reply in time', async () => {
+    const { client, closed } = await setup(() => {}, { requestTimeout: 200 });
+    await expect(client.members()).rejects.toMatchObject({ reason: 'timeout', command: 'members' });
+    expect(await closed).toMatchObject({ reason: 'timeout' });
+  });
+
+  it('gives up connecting when the handshake gets no answer in time', async () => {
+    const silent = createServer((socket) => socket.resume()); // reads (so it sees the client go) but never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    try {
+      const started = Date.now();
+      const error = await SerfClient.connect({ address: `127.0.0.1:${port}`, connectTimeout: 300 }).catch((err: unknown) => err);
+      expect(error).toMatchObject({ reason: 'connect', message: expect.stringMatching(/within 300 ms/) });
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it('can be aborted while connecting', async () => {
+    const silent = createServer((socket) => socket.resume()); // reads (so it sees the client go) but never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    try {
+      const abort = new AbortController();
+      const connecting = SerfClient.connect({ address: `127.0.0.1:${port}`, signal: abort.signal }).catch((err: unknown) => err);
+      abort.abort();
+      expect(await connecting).toMatchObject({ reason: 'connect', message: expect.stringMatching(/aborted/) });
+    } finally {
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it('rejects an address that is not host:port', async () => {
+    await expect(SerfClient.connect({ address: 'localhost' })).rejects.toThrow(TypeError);
+    await expect(SerfClient.connect({ address: '[nope]:7373' })).rejects.toThrow(/host:port/);
+  });
+});
