@@ -1,0 +1,51 @@
+import { Option, type Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { Roster } from '../../runner/roster.js';
+import { createSource } from '../../sources/index.js';
+import type { Member } from '../../sources/types.js';
+import { commandContext, type CliIo } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+import { durationOption } from '../options.js';
+
+/** `rosterd members`: print the members each source sees (after validation), then exit. */
+export function registerMembers(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('members')
+    .description('print the members each source sees, then exit')
+    .option('--json', 'print JSON ({ "<source>": [members] }) instead of a table')
+    .addOption(new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout')))
+    .action(async (options: { json?: boolean; timeout: number }, command: Command) => {
+      const ctx = commandContext(command, io);
+      const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+      const roster = new Roster(ctx.logger);
+      roster.onError((source, error) => ctx.logger.child({ source }).error(error.message));
+      try {
+        for (const [name, sourceConfig] of Object.entries(config.sources)) await roster.add(name, createSource(name, sourceConfig, ctx.logger));
+        await roster.waitForFirst(roster.names(), options.timeout);
+        const bySource = Object.fromEntries(roster.names().map((name) => [name, [...(roster.status(name)?.members ?? [])]]));
+        io.stdout.write(options.json ? `${JSON.stringify(bySource, null, 2)}\n` : formatTable(Object.values(bySource).flat()));
+        setExit(ExitCode.OK);
+      } finally {
+        await roster.stop();
+      }
+    });
+}
+
+/** A plain table: one member per line, columns aligned, tags as `k=v` sorted by key. */
+export function formatTable(members: readonly Member[]): string {
+  const header = ['SOURCE', 'NAME', 'ADDRESS', 'PORT', 'STATUS', 'TAGS'];
+  const rows = members.map((m) => [
+    m.source,
+    m.name,
+    m.address,
+    m.port === undefined ? '-' : String(m.port),
+    m.status,
+    Object.keys(m.tags)
+      .sort()
+      .map((k) => `${k}=${m.tags[k]}`)
+      .join(',') || '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}

@@ -1,0 +1,50 @@
+import { Option, type Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { RosterdError } from '../../errors.js';
+import { Renderer } from '../../runner/renderer.js';
+import { commandContext, type CliIo } from '../context.js';
+import { ExitCode, exitCodeFor } from '../exit-codes.js';
+import { durationOption, usageError } from '../options.js';
+
+interface RenderOptions {
+  once?: boolean;
+  dry?: boolean;
+  diff?: boolean;
+  timeout: number;
+}
+
+/**
+ * `rosterd render --once`: wait for each source's first snapshot, render every template, run the
+ * commands, exit. Every template is attempted; the exit code is the worst outcome.
+ */
+export function registerRender(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('render')
+    .description('render every template once and exit')
+    .option('--once', 'render once and exit (required: the daemon is `rosterd run`)')
+    .option('--dry', 'print what would be written (path and content); write and run nothing')
+    .option('--diff', 'like --dry, but print a unified diff against the file on disk')
+    .addOption(new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout')))
+    .action(async (options: RenderOptions, command: Command) => {
+      if (!options.once) throw usageError('render needs --once (to keep rendering on changes, run `rosterd run`)');
+      const ctx = commandContext(command, io);
+      const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+      const renderer = new Renderer(config, { logger: ctx.logger });
+      const dry = Boolean(options.dry || options.diff);
+      const results = await renderer.renderOnce({ dry, timeout: options.timeout });
+      let exit: number = ExitCode.OK;
+      for (const result of results) {
+        if (result.status === 'dry') {
+          if (options.diff) io.stdout.write(result.diff ?? '');
+          else io.stdout.write(`==> ${result.destination} (${result.changed ? 'would change' : 'unchanged'}) <==\n${result.content ?? ''}${result.content?.endsWith('\n') === false ? '\n' : ''}`);
+        }
+        if (result.error) {
+          const code = exitCodeFor(result.error);
+          // A source that gave nothing outranks a template that failed: nothing could be rendered from it.
+          if (code === ExitCode.SOURCE || exit === ExitCode.OK) exit = code;
+          if (!RosterdError.is(result.error)) throw result.error;
+        }
+      }
+      setExit(exit);
+    });
+}

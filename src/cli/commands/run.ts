@@ -1,0 +1,90 @@
+import type { Command } from 'commander';
+import { killAllCommands } from '../../commands/run.js';
+import { loadConfig } from '../../config/load.js';
+import { ConfigError, RosterdError } from '../../errors.js';
+import { Renderer } from '../../runner/renderer.js';
+import { commandContext, type CliIo, type CommandContext } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+
+/**
+ * `rosterd run` (the default command): the daemon. Renders on every change until SIGTERM/SIGINT;
+ * SIGHUP re-reads the config and templates, and applies them only if all of it is valid.
+ */
+export function registerRun(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('run', { isDefault: true })
+    .description('watch the sources and keep every output up to date (the default command)')
+    .action(async (_options, command: Command) => {
+      const ctx = commandContext(command, io);
+      const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+      const renderer = new Renderer(config, { logger: ctx.logger });
+      setExit(await daemon(renderer, ctx));
+    });
+}
+
+/** Runs the renderer until a stop signal; resolves with the exit code. */
+async function daemon(renderer: Renderer, ctx: CommandContext): Promise<number> {
+  const { logger } = ctx;
+  const configFile = renderer.currentConfig.file ?? ctx.options.config;
+  let stopping: Promise<void> | undefined;
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+
+  const stop = (signal: string): void => {
+    if (stopping) {
+      if (signal === 'SIGINT') {
+        logger.warn('second SIGINT: exiting now, killing running commands');
+        killAllCommands('SIGKILL');
+        resolveDone(130);
+      }
+      return;
+    }
+    logger.info({ signal }, 'stopping');
+    stopping = renderer.stop().then(
+      () => {
+        logger.info('stopped');
+        resolveDone(ExitCode.OK);
+      },
+      (err: unknown) => {
+        logger.error({ err }, `stop failed: ${(err as Error).message}`);
+        resolveDone(ExitCode.TEMPLATE_FAILED);
+      },
+    );
+  };
+
+  let reloading = Promise.resolve();
+  const reload = (): void => {
+    reloading = reloading.then(async () => {
+      if (stopping) return;
+      logger.info({ file: configFile }, 'SIGHUP: reloading the config');
+      try {
+        const next = await loadConfig(configFile, { cwd: ctx.cwd });
+        if (stopping) return;
+        await renderer.reload(next);
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          for (const issue of err.issues) logger.error({ path: issue.path, file: err.file }, `${issue.path ? `${issue.path}: ` : ''}${issue.message}`);
+          logger.error('the new config is invalid; still running the previous one');
+        } else if (RosterdError.is(err)) {
+          logger.error(`${err.message}; still running the previous config`);
+        } else {
+          logger.error({ err }, `config reload failed: ${(err as Error).message}; still running the previous config`);
+        }
+      }
+    });
+  };
+
+  const handlers: [NodeJS.Signals, () => void][] = [
+    ['SIGTERM', () => stop('SIGTERM')],
+    ['SIGINT', () => stop('SIGINT')],
+    ['SIGHUP', reload],
+  ];
+  if (ctx.io.handleSignals !== false) for (const [signal, handler] of handlers) process.on(signal, handler);
+  try {
+    await renderer.start();
+    logger.info({ templates: renderer.currentConfig.templates.map((t) => t.name), pid: process.pid }, 'started');
+    return await done;
+  } finally {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  }
+}

@@ -1,0 +1,52 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, RosterdError } from '../errors.js';
+import { registerMembers } from './commands/members.js';
+import { registerRender } from './commands/render.js';
+import { registerRun } from './commands/run.js';
+import { registerValidate } from './commands/validate.js';
+import type { CliIo } from './context.js';
+import { ExitCode, exitCodeFor } from './exit-codes.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/**
+ * Runs the CLI with `argv` (without the node and script paths) and returns the exit code. Known errors
+ * print one clear line (what and where); unknown ones print their stack.
+ */
+export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let exitCode: number = ExitCode.OK;
+  const setExit = (code: number): void => {
+    exitCode = code;
+  };
+  const program = new Command('rosterd')
+    .description('Render config files from live membership (Serf, DNS, a member file), install them safely, reload.')
+    .version(VERSION, '-V, --version')
+    .option('-c, --config <file>', 'config file (default: renderer.config.{ts,js,yaml,json} or .rendererrc* in the working directory)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
+    .addOption(new Option('--log-format <format>', 'log format on stderr').choices(['text', 'json']).default('text'))
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  for (const register of [registerRun, registerRender, registerValidate, registerMembers]) register(program, io, setExit);
+  for (const command of program.commands) command.exitOverride();
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; everything else commander rejects is a usage error (already printed).
+      return err.exitCode === 0 ? ExitCode.OK : ExitCode.CONFIG;
+    }
+    io.stderr.write(describeFailure(err));
+    return exitCodeFor(err);
+  }
+}
+
+/** The text printed for an error that ends a command. */
+export function describeFailure(err: unknown): string {
+  if (err instanceof ConfigError) return `rosterd: ${err.message}\n`;
+  if (RosterdError.is(err)) return `rosterd: ${err.message}\n`;
+  return `rosterd: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`;
+}

@@ -1,0 +1,76 @@
+import type { ReloadConfig } from '../config/schema.js';
+import { describeCommand, runCommand } from './run.js';
+
+/** How a reload went. */
+export interface ReloadOutcome {
+  ok: boolean;
+  /** Why it failed, in one line. */
+  reason?: string;
+  durationMs: number;
+  exitCode?: number;
+  timedOut?: boolean;
+}
+
+/**
+ * One way of reloading the program that reads a rendered file: a plain command, or the built-in HAProxy
+ * reloader that confirms the new worker through the master CLI.
+ */
+export interface Reloader {
+  /** Templates whose reloaders share a key and are rendered in the same batch reload once. */
+  readonly key: string;
+  /** The reload as shown in logs and events. */
+  readonly description: string;
+  /** Refuses a candidate before it is installed (returns the reason), for reloads known to fail on it. */
+  precheck?(previous: string | undefined, candidate: string): Promise<string | undefined>;
+  run(onLine: (stream: 'stdout' | 'stderr', line: string) => void): Promise<ReloadOutcome>;
+}
+
+/** Builds the reloader a template's `reload` setting describes. */
+export function createReloader(reload: ReloadConfig, options: { destination: string; timeout: number; cwd: string }): Reloader {
+  if (typeof reload === 'object' && !Array.isArray(reload) && 'haproxy' in reload) {
+    const { masterSocket, method, bindGuard } = reload.haproxy;
+    const reloader: Reloader = {
+      key: `haproxy:${masterSocket}`,
+      description: `haproxy ${method === 'cli' ? 'master CLI reload' : 'SIGUSR2'} via ${masterSocket}`,
+      async run() {
+        // Loaded on first use: only HAProxy users need it.
+        const { reloadHaproxy } = await import('../haproxy/reload.js');
+        const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout });
+        return { ok: result.ok, reason: result.reason, durationMs: result.durationMs };
+      },
+    };
+    if (bindGuard) {
+      reloader.precheck = async (previous, candidate) => {
+        const { findBindClashes } = await import('../haproxy/bind-guard.js');
+        const clashes = await findBindClashes(previous, candidate);
+        return clashes.length > 0 ? `new bind address already in use: ${clashes.join(', ')}` : undefined;
+      };
+    }
+    return reloader;
+  }
+  const placeholders = { destination: options.destination };
+  return {
+    key: `command:${describeCommand(reload, placeholders)}`,
+    description: describeCommand(reload, placeholders),
+    async run(onLine) {
+      const result = await runCommand(reload, { placeholders, timeout: options.timeout, cwd: options.cwd, onLine });
+      const outcome: ReloadOutcome = { ok: result.ok, durationMs: result.durationMs, timedOut: result.timedOut };
+      if (result.exitCode !== undefined) outcome.exitCode = result.exitCode;
+      if (!result.ok) outcome.reason = commandFailure(result);
+      return outcome;
+    },
+  };
+}
+
+/** One line saying how a command failed: exit code, signal, timeout or spawn error, plus its last output line. */
+export function commandFailure(result: { exitCode?: number; signal?: string; timedOut: boolean; error?: string; output: string; durationMs: number }): string {
+  const how = result.timedOut
+    ? `timed out after ${result.durationMs} ms`
+    : result.error
+      ? result.error
+      : result.signal
+        ? `killed by ${result.signal}`
+        : `exited with code ${result.exitCode}`;
+  const last = result.output.trim().split('\n').at(-1)?.trim();
+  return last ? `${how}: ${last}` : how;
+}

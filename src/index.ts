@@ -1,0 +1,30 @@
+/**
+ * rosterd: render config files from live membership.
+ *
+ * ```ts
+ * import { createRenderer, loadConfig } from 'rosterd';
+ * const renderer = await createRenderer(await loadConfig());
+ * renderer.on('rendered', (e) => console.log('wrote', e.destination));
+ * await renderer.start();
+ * ```
+ */
+export { defineConfig, type ConfigExport } from './config/define.js';
+export { loadConfig, resolveConfig, CONFIG_SEARCH_PLACES, type ResolvedConfig, type ResolvedTemplate } from './config/load.js';
+export type { RosterdConfig } from './config/schema.js';
+export { parseDuration } from './config/duration.js';
+export {
+  RosterdError,
+  ConfigError,
+  TemplateError,
+  SourceError,
+  TemplateRunError,
+  type RosterdErrorCode,
+  type ConfigIssue,
+} from './errors.js';
+export { createRenderer, Renderer, type RendererOptions, type RenderOnceOptions } from './runner/renderer.js';
+export type { RendererEvents, TemplateResult } from './runner/events.js';
+export type { SourceStatus } from './runner/roster.js';
+export { createFileSource, type FileSourceOptions } from './sources/file.js';
+export { sanitizeMembers } from './sources/snapshot.js';
+export type { Member, MemberStatus, Source, SourceContext, SourceFactory } from './sources/types.js';
+export { createLogger, type Logger, type LoggerOptions, type LogFormat } from './logger.js';

@@ -1,0 +1,48 @@
+import type { RosterdError, SourceError, TemplateRunError } from '../errors.js';
+
+/** One template's outcome in a render pass (`renderOnce` returns one per template). */
+export interface TemplateResult {
+  template: string;
+  destination: string;
+  /**
+   * `written`: new content installed (and reloaded, if configured). `unchanged`: the file already held
+   * these bytes; nothing was written or run. `dry`: a dry run; `content` (and `diff`) say what would be
+   * written. `failed`: see `error`; the previous file is in place.
+   */
+  status: 'written' | 'unchanged' | 'dry' | 'failed';
+  /** True when the rendered content differs from the file on disk. */
+  changed: boolean;
+  /** Number of members the template was rendered with. */
+  members: number;
+  /** The rendered text, for dry runs. */
+  content?: string;
+  /** A unified diff against the file on disk, for dry runs. */
+  diff?: string;
+  /** Where the previous file was kept, when `backup` is on and a file was replaced. */
+  backupPath?: string;
+  error?: RosterdError;
+  durationMs: number;
+}
+
+/** The events a renderer emits, with their payloads. */
+export interface RendererEvents {
+  /** New content was installed (before its reload, if any). */
+  rendered: [event: { template: string; destination: string; members: number; backupPath?: string; durationMs: number }];
+  /** A render produced exactly what the file already holds: nothing written, nothing run. */
+  unchanged: [event: { template: string; destination: string; members: number }];
+  /** A guard (`minMembers`, `maxShrink`) refused the render; the previous file stays. */
+  guarded: [event: { template: string; reason: string; error: TemplateRunError }];
+  /** The check command rejected the candidate; it was not installed. */
+  checkFailed: [event: { template: string; error: TemplateRunError }];
+  /** A reload ran and succeeded, once for all the templates listed. */
+  reloaded: [event: { templates: string[]; command: string; durationMs: number }];
+  /** A reload failed; each template's previous file was restored unless `rollback: false`. */
+  reloadFailed: [event: { templates: string[]; command: string; error: TemplateRunError; rolledBack: boolean }];
+  /** A source could not look at its backend; its last good snapshot is kept. */
+  sourceError: [event: { source: string; error: SourceError | RosterdError }];
+  /**
+   * Any other failure of a template (render error, install error). Emitted only when someone listens, so an
+   * unhandled `error` event never crashes the process.
+   */
+  error: [event: { template?: string; error: RosterdError | Error }];
+}

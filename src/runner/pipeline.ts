@@ -1,0 +1,137 @@
+import { dirname } from 'node:path';
+import { commandFailure, type Reloader } from '../commands/reloader.js';
+import { runCommand } from '../commands/run.js';
+import type { ResolvedTemplate } from '../config/load.js';
+import { RosterdError, TemplateRunError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { unifiedDiff } from '../output/diff.js';
+import { prepareCandidate, readCurrent, type CurrentFile } from '../output/install.js';
+import { buildContext } from '../render/context.js';
+import { renderTemplate } from '../render/engine.js';
+import type { Member } from '../sources/types.js';
+
+/**
+ * The steps of one template's render, up to and including install: context → render → guards →
+ * compare with disk → check → atomic install. The reload is the runner's, because templates that share
+ * one reload it once per batch.
+ */
+
+/** A template's memory between renders in one process. */
+export interface TemplateMemory {
+  /** Identities (`source/name`) of the members last installed or found already on disk. */
+  lastMembers?: ReadonlySet<string>;
+}
+
+export type StepOutcome =
+  | { status: 'unchanged'; members: number }
+  | { status: 'dry'; members: number; changed: boolean; content: string; diff: string }
+  | { status: 'installed'; members: number; previous: CurrentFile | undefined; backupPath?: string; memberIds: ReadonlySet<string> }
+  | { status: 'failed'; members: number; error: RosterdError; stage: 'render' | 'guard' | 'check' | 'install' };
+
+/** Renders and installs one template from the current snapshots. Never throws for an expected failure. */
+export async function renderAndInstall(
+  template: ResolvedTemplate,
+  snapshots: ReadonlyMap<string, readonly Member[]>,
+  memory: TemplateMemory,
+  options: { dry: boolean; reloader: Reloader | undefined; logger: Logger },
+): Promise<StepOutcome> {
+  const context = buildContext(snapshots, template.sources, template.env);
+  const count = context.members.length;
+  const fail = (stage: Extract<StepOutcome, { status: 'failed' }>['stage'], error: unknown): StepOutcome => ({
+    status: 'failed',
+    members: count,
+    stage,
+    error: RosterdError.is(error) ? error : new TemplateRunError('E_INSTALL', template.name, (error as Error).message, { cause: error }),
+  });
+
+  let content: string;
+  try {
+    content = await renderTemplate(template.compiled, context);
+  } catch (err) {
+    return fail('render', err);
+  }
+
+  const memberIds = new Set(context.members.map((m) => `${m.source}/${m.name}`));
+  const refusal = guardRefusal(template, memberIds, memory.lastMembers);
+  if (refusal) return fail('guard', new TemplateRunError('E_GUARD', template.name, refusal));
+
+  let current: CurrentFile | undefined;
+  try {
+    current = await readCurrent(template.destination);
+  } catch (err) {
+    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot read ${template.destination}: ${(err as Error).message}`, { cause: err }));
+  }
+  const bytes = Buffer.from(content);
+  const changed = !current || !current.bytes.equals(bytes);
+  if (options.dry) {
+    return { status: 'dry', members: count, changed, content, diff: changed ? unifiedDiff(template.destination, current?.bytes.toString(), content) : '' };
+  }
+  if (!changed) {
+    memory.lastMembers = memberIds;
+    return { status: 'unchanged', members: count };
+  }
+
+  const precheck = await options.reloader?.precheck?.(current?.bytes.toString(), content);
+  if (precheck) return fail('check', new TemplateRunError('E_CHECK_FAILED', template.name, precheck));
+
+  let candidate;
+  try {
+    candidate = await prepareCandidate(template.destination, bytes, installOptions(template), current);
+  } catch (err) {
+    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot write ${template.destination}: ${(err as Error).message}`, { cause: err }));
+  }
+  if (template.check) {
+    const log = options.logger.child({ command: 'check' });
+    const result = await runCommand(template.check, {
+      placeholders: { candidate: candidate.path, destination: template.destination },
+      timeout: template.timeout,
+      cwd: dirname(template.destination),
+      onLine: (stream, line) => log.info({ stream }, line),
+    });
+    if (!result.ok) {
+      await candidate.discard();
+      const error = new TemplateRunError('E_CHECK_FAILED', template.name, `check ${result.command} ${commandFailure(result)}; ${template.destination} left as it was`, {
+        exitCode: result.exitCode,
+        timedOut: result.timedOut,
+      });
+      return fail('check', error);
+    }
+  }
+  try {
+    const installed = await candidate.commit();
+    memory.lastMembers = memberIds;
+    const outcome: StepOutcome = { status: 'installed', members: count, previous: current, memberIds };
+    if (installed.backupPath) outcome.backupPath = installed.backupPath;
+    return outcome;
+  } catch (err) {
+    await candidate.discard().catch(() => undefined);
+    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot install ${template.destination}: ${(err as Error).message}`, { cause: err }));
+  }
+}
+
+/**
+ * Why the guards refuse a render, or undefined. `maxShrink` compares with the members this process
+ * last installed for the template, so it does not apply to the first render.
+ */
+export function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'maxShrink'>, members: ReadonlySet<string>, last: ReadonlySet<string> | undefined): string | undefined {
+  if (members.size < template.minMembers) {
+    return `only ${members.size} member(s), fewer than minMembers ${template.minMembers}; keeping the previous file`;
+  }
+  if (template.maxShrink !== undefined && last && last.size > 0) {
+    let gone = 0;
+    for (const id of last) if (!members.has(id)) gone++;
+    const fraction = gone / last.size;
+    if (fraction > template.maxShrink) {
+      return `${gone} of ${last.size} member(s) would disappear at once (${Math.round(fraction * 100)}% > maxShrink ${Math.round(template.maxShrink * 100)}%); keeping the previous file`;
+    }
+  }
+  return undefined;
+}
+
+function installOptions(template: ResolvedTemplate): { perms?: number; uid?: number; gid?: number; backup: boolean } {
+  const options: { perms?: number; uid?: number; gid?: number; backup: boolean } = { backup: template.backup };
+  if (template.perms !== undefined) options.perms = template.perms;
+  if (template.uid !== undefined) options.uid = template.uid;
+  if (template.gid !== undefined) options.gid = template.gid;
+  return options;
+}

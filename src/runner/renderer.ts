@@ -1,0 +1,397 @@
+import { EventEmitter } from 'node:events';
+import { isDeepStrictEqual } from 'node:util';
+import { createReloader, type Reloader } from '../commands/reloader.js';
+import type { ConfigExport } from '../config/define.js';
+import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
+import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
+import { silentLogger, type Logger } from '../logger.js';
+import { restore } from '../output/install.js';
+import { createSource, isSource } from '../sources/index.js';
+import type { RendererEvents, TemplateResult } from './events.js';
+import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import { Roster, type SourceStatus } from './roster.js';
+import { createSchedule, type Schedule } from './schedule.js';
+
+export interface RendererOptions {
+  /** Where the renderer logs. Default: nothing is logged (library use); the CLI passes its logger. */
+  logger?: Logger;
+}
+
+export interface RenderOnceOptions {
+  /** Render and compare, but write nothing and run no command. Results carry `content` and `diff`. */
+  dry?: boolean;
+  /** How long to wait for each source's first snapshot, in ms. Default 30 s. */
+  timeout?: number;
+}
+
+/** A template's runtime state in a renderer. */
+interface TemplateRuntime {
+  config: ResolvedTemplate;
+  reloader: Reloader | undefined;
+  schedule: Schedule;
+  memory: TemplateMemory;
+  /** Rendered at least once since start: later changes go through `wait`. */
+  attempted: boolean;
+  /** The last render's error, undefined after a success (written or unchanged). */
+  lastError: RosterdError | undefined;
+  /** Written or found unchanged at least once since start. */
+  ok: boolean;
+  running: boolean;
+  /** A change arrived while a render was running: render again when it ends. */
+  dirty: boolean;
+}
+
+/**
+ * The engine behind the daemon, `render --once` and the library: sources feed a roster; each template
+ * renders when its sources change (debounced by `wait`), at most one render at a time per template;
+ * templates rendered in the same batch that share a reload command reload once.
+ */
+export class Renderer extends EventEmitter<RendererEvents> {
+  private config: ResolvedConfig;
+  private readonly logger: Logger;
+  private roster: Roster;
+  private templates = new Map<string, TemplateRuntime>();
+  private running = false;
+  private stopping = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private pendingBatch = new Set<TemplateRuntime>();
+  private batchTimer: NodeJS.Immediate | undefined;
+  /** One reload at a time per reload key, across batches. */
+  private readonly reloadLocks = new Map<string, Promise<unknown>>();
+
+  constructor(config: ResolvedConfig, options: RendererOptions = {}) {
+    super();
+    this.config = config;
+    this.logger = options.logger ?? silentLogger();
+    this.roster = this.createRoster();
+    this.templates = this.createTemplates(config, new Map());
+  }
+
+  /** The config the renderer currently runs. */
+  get currentConfig(): ResolvedConfig {
+    return this.config;
+  }
+
+  /** What is known about each source. */
+  sourceStatus(): SourceStatus[] {
+    return this.roster.names().map((name) => this.roster.status(name)!);
+  }
+
+  /** Per template: whether it has been written or found unchanged since start, and its last error. */
+  templateStatus(): { template: string; ok: boolean; lastError: RosterdError | undefined; sources: readonly string[] }[] {
+    return [...this.templates.values()].map((t) => ({ template: t.config.name, ok: t.ok, lastError: t.lastError, sources: t.config.sources }));
+  }
+
+  /**
+   * Starts every source and keeps the outputs true from then on. The first render of a template happens
+   * as soon as all its sources have delivered a first snapshot, without waiting for `wait.min`.
+   */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.stopping = false;
+    await this.startSources(this.config);
+  }
+
+  /** Stops sources, timers and renders. Resolves when watchers, sockets, timers and children are gone. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.templates.values()) t.schedule.cancel();
+    if (this.batchTimer) clearImmediate(this.batchTimer);
+    this.batchTimer = undefined;
+    this.pendingBatch.clear();
+    await this.roster.stop();
+    while (this.inFlight.size > 0) await Promise.allSettled(this.inFlight);
+    this.running = false;
+  }
+
+  /**
+   * Renders every template once. When the renderer is not running, starts the sources, waits for their
+   * first snapshots (`timeout`), renders, and stops them again. `wait` does not apply. Every template is
+   * attempted, whatever happens to the others.
+   */
+  async renderOnce(options: RenderOnceOptions = {}): Promise<TemplateResult[]> {
+    const dry = options.dry ?? false;
+    const ownSources = !this.running;
+    if (ownSources) await this.startSources(this.config);
+    try {
+      const needed = [...new Set([...this.templates.values()].flatMap((t) => t.config.sources))];
+      let sourceFailure: RosterdError | undefined;
+      try {
+        await this.roster.waitForFirst(needed, options.timeout ?? 30_000);
+      } catch (err) {
+        if (!RosterdError.is(err)) throw err;
+        sourceFailure = err;
+      }
+      const ready = [...this.templates.values()].filter((t) => this.roster.ready(t.config.sources));
+      const results = new Map<string, TemplateResult>();
+      for (const t of this.templates.values()) {
+        if (ready.includes(t)) continue;
+        const missing = t.config.sources.find((s) => !this.roster.ready([s])) ?? '';
+        const error = this.roster.status(missing)?.lastError ?? sourceFailure ?? new SourceError(missing, 'no first snapshot');
+        results.set(t.config.name, failedResult(t.config, RosterdError.is(error) ? error : new SourceError(missing, error.message), 0, 0));
+      }
+      for (const result of await this.runBatch(ready, { dry })) results.set(result.template, result);
+      return [...this.templates.values()].map((t) => results.get(t.config.name)!);
+    } finally {
+      if (ownSources) await this.roster.stop();
+    }
+  }
+
+  /**
+   * Swaps in a new, already validated config (SIGHUP). Sources whose config is unchanged keep running with
+   * their last good snapshots; the others are stopped or started. Every template then renders once.
+   */
+  async reload(config: ResolvedConfig): Promise<void> {
+    const previous = this.config;
+    const kept: string[] = [];
+    for (const name of this.roster.names()) {
+      const before = previous.sources[name];
+      const after = config.sources[name];
+      if (before !== undefined && after !== undefined && sameSource(before, after)) kept.push(name);
+      else await this.roster.remove(name);
+    }
+    const memories = new Map([...this.templates].map(([name, t]) => [name, t.memory]));
+    for (const t of this.templates.values()) t.schedule.cancel();
+    this.config = config;
+    this.templates = this.createTemplates(config, memories);
+    if (this.running) {
+      await this.startSources(config);
+      // Kept sources deliver no new first snapshot: render from what they have.
+      for (const t of this.templates.values()) if (this.roster.ready(t.config.sources)) this.enqueue(t);
+    }
+    this.logger.info({ templates: config.templates.length, sources: Object.keys(config.sources).length, keptSources: kept }, 'config reloaded');
+  }
+
+  // --- internal ---
+
+  private createRoster(): Roster {
+    const roster = new Roster(this.logger);
+    roster.onChange((source) => this.onSourceChange(source));
+    roster.onError((source, error) => {
+      this.logger.child({ source }).error({ err: error }, error.message);
+      this.emit('sourceError', { source, error: error as SourceError });
+    });
+    return roster;
+  }
+
+  private createTemplates(config: ResolvedConfig, memories: Map<string, TemplateMemory>): Map<string, TemplateRuntime> {
+    const templates = new Map<string, TemplateRuntime>();
+    for (const t of config.templates) {
+      const runtime: TemplateRuntime = {
+        config: t,
+        reloader: t.reload === undefined ? undefined : createReloader(t.reload, { destination: t.destination, timeout: t.timeout, cwd: config.baseDir }),
+        schedule: createSchedule(t.wait, () => this.enqueue(runtime)),
+        memory: memories.get(t.name) ?? {},
+        attempted: false,
+        lastError: undefined,
+        ok: false,
+        running: false,
+        dirty: false,
+      };
+      templates.set(t.name, runtime);
+    }
+    return templates;
+  }
+
+  /** Starts the config's sources that are not running yet. */
+  private async startSources(config: ResolvedConfig): Promise<void> {
+    const running = new Set(this.roster.names());
+    await Promise.all(
+      Object.entries(config.sources)
+        .filter(([name]) => !running.has(name))
+        .map(([name, sourceConfig]) => this.roster.add(name, createSource(name, sourceConfig, this.logger))),
+    );
+  }
+
+  private onSourceChange(source: string): void {
+    if (!this.running || this.stopping) return;
+    for (const t of this.templates.values()) {
+      if (!t.config.sources.includes(source) || !this.roster.ready(t.config.sources)) continue;
+      if (t.attempted) t.schedule.poke();
+      else this.enqueue(t);
+    }
+  }
+
+  /** Adds a template to the next batch; templates that fire in the same turn of the event loop share it. */
+  private enqueue(t: TemplateRuntime): void {
+    if (!this.running || this.stopping) return;
+    if (t.running) {
+      t.dirty = true;
+      return;
+    }
+    this.pendingBatch.add(t);
+    this.batchTimer ??= setImmediate(() => {
+      this.batchTimer = undefined;
+      const batch = [...this.pendingBatch];
+      this.pendingBatch.clear();
+      const run = this.runBatch(batch, { dry: false })
+        .then(() => undefined)
+        .catch((err: unknown) => {
+          this.logger.error({ err }, `unexpected error in a render batch: ${(err as Error).message}`);
+        })
+        .finally(() => {
+          this.inFlight.delete(run);
+          for (const t of batch) {
+            if (!t.dirty || this.stopping) continue;
+            t.dirty = false;
+            t.schedule.poke();
+          }
+        });
+      this.inFlight.add(run);
+    });
+  }
+
+  /** Renders and installs each template of a batch, then runs each distinct reload once. */
+  private async runBatch(batch: TemplateRuntime[], options: { dry: boolean }): Promise<TemplateResult[]> {
+    const snapshots = this.roster.snapshots();
+    for (const t of batch) {
+      t.running = true;
+      if (!options.dry) t.attempted = true;
+    }
+    try {
+      const steps = await Promise.all(
+        batch.map(async (t) => {
+          const started = performance.now();
+          const log = this.logger.child({ template: t.config.name });
+          const outcome = await renderAndInstall(t.config, snapshots, t.memory, { dry: options.dry, reloader: t.reloader, logger: log });
+          return { t, outcome, started };
+        }),
+      );
+      const results = new Map<TemplateRuntime, TemplateResult>();
+      const toReload = new Map<string, { reloader: Reloader; items: { t: TemplateRuntime; outcome: Extract<StepOutcome, { status: 'installed' }> }[] }>();
+      for (const { t, outcome, started } of steps) {
+        const result = this.report(t, outcome, performance.now() - started);
+        results.set(t, result);
+        if (outcome.status === 'installed' && t.reloader) {
+          const group = toReload.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
+          group.items.push({ t, outcome });
+          toReload.set(t.reloader.key, group);
+        }
+      }
+      await Promise.all(
+        [...toReload.values()].map(async ({ reloader, items }) => {
+          const failure = await this.reloadOnce(reloader, items);
+          if (!failure) return;
+          for (const { t } of items) {
+            Object.assign(results.get(t)!, { status: 'failed', error: failure });
+            t.lastError = failure;
+          }
+        }),
+      );
+      return batch.map((t) => results.get(t)!);
+    } finally {
+      for (const t of batch) t.running = false;
+    }
+  }
+
+  /** Logs and emits one template's outcome, and turns it into a result. */
+  private report(t: TemplateRuntime, outcome: StepOutcome, durationMs: number): TemplateResult {
+    const { name, destination } = t.config;
+    const log = this.logger.child({ template: name });
+    const base = { template: name, destination, members: outcome.members, durationMs: Math.round(durationMs) };
+    if (outcome.status === 'failed') t.lastError = outcome.error;
+    else if (outcome.status !== 'dry') {
+      t.ok = true;
+      t.lastError = undefined;
+    }
+    switch (outcome.status) {
+      case 'unchanged':
+        log.debug({ members: outcome.members }, `${destination} unchanged`);
+        this.emit('unchanged', { template: name, destination, members: outcome.members });
+        return { ...base, status: 'unchanged', changed: false };
+      case 'dry':
+        return { ...base, status: 'dry', changed: outcome.changed, content: outcome.content, diff: outcome.diff };
+      case 'installed': {
+        log.info({ members: outcome.members, backup: outcome.backupPath }, `wrote ${destination}`);
+        const event: RendererEvents['rendered'][0] = { template: name, destination, members: outcome.members, durationMs: base.durationMs };
+        if (outcome.backupPath) event.backupPath = outcome.backupPath;
+        this.emit('rendered', event);
+        const result: TemplateResult = { ...base, status: 'written', changed: true };
+        if (outcome.backupPath) result.backupPath = outcome.backupPath;
+        return result;
+      }
+      case 'failed': {
+        const error = outcome.error;
+        log.error({ code: error.code }, error.message);
+        if (error.code === 'E_GUARD') this.emit('guarded', { template: name, reason: error.message, error: error as TemplateRunError });
+        else if (error.code === 'E_CHECK_FAILED') this.emit('checkFailed', { template: name, error: error as TemplateRunError });
+        else if (this.listenerCount('error') > 0) this.emit('error', { template: name, error });
+        return failedResult(t.config, error, outcome.members, base.durationMs);
+      }
+    }
+  }
+
+  /** Runs one reload for a group of installed templates; on failure restores their previous files. */
+  private async reloadOnce(
+    reloader: Reloader,
+    items: { t: TemplateRuntime; outcome: Extract<StepOutcome, { status: 'installed' }> }[],
+  ): Promise<TemplateRunError | undefined> {
+    const names = items.map(({ t }) => t.config.name);
+    const log = this.logger.child({ template: names.join(','), command: 'reload' });
+    const previousLock = this.reloadLocks.get(reloader.key) ?? Promise.resolve();
+    const run = previousLock.then(() => reloader.run((stream, line) => log.info({ stream }, line)));
+    const lock = run.catch(() => undefined);
+    this.reloadLocks.set(reloader.key, lock);
+    let outcome;
+    try {
+      outcome = await run;
+    } catch (err) {
+      outcome = { ok: false, reason: (err as Error).message, durationMs: 0 };
+    } finally {
+      if (this.reloadLocks.get(reloader.key) === lock) this.reloadLocks.delete(reloader.key);
+    }
+    if (outcome.ok) {
+      log.info({ durationMs: outcome.durationMs }, `reloaded: ${reloader.description}`);
+      this.emit('reloaded', { templates: names, command: reloader.description, durationMs: outcome.durationMs });
+      return undefined;
+    }
+    let rolledBack = true;
+    for (const { t, outcome: installed } of items) {
+      if (!t.config.rollback) {
+        rolledBack = false;
+        continue;
+      }
+      try {
+        await restore(t.config.destination, installed.previous);
+        // The restored file is what the program runs: maxShrink compares with it from now on.
+        t.memory.lastMembers = undefined;
+      } catch (err) {
+        rolledBack = false;
+        log.error({ err }, `could not restore ${t.config.destination}: ${(err as Error).message}`);
+      }
+    }
+    const what = rolledBack ? 'previous file restored' : items.some(({ t }) => !t.config.rollback) ? 'rollback is off, new file left in place' : 'restore failed';
+    const error = new TemplateRunError('E_RELOAD_FAILED', names.join(', '), `reload (${reloader.description}) failed: ${outcome.reason ?? 'unknown reason'}; ${what}`, {
+      exitCode: outcome.exitCode,
+      timedOut: outcome.timedOut,
+    });
+    log.error({ code: error.code }, error.message);
+    this.emit('reloadFailed', { templates: names, command: reloader.description, error, rolledBack });
+    return error;
+  }
+}
+
+/**
+ * Creates a renderer: the same pipeline as the daemon and `render --once`. Takes a loaded config, a config
+ * object (validated here, relative paths against the working directory), or a path to a config file.
+ */
+export async function createRenderer(config: ResolvedConfig | ConfigExport | string, options: RendererOptions = {}): Promise<Renderer> {
+  const resolved = isResolved(config) ? config : await loadConfig(config);
+  return new Renderer(resolved, options);
+}
+
+// --- internal ---
+
+function isResolved(value: unknown): value is ResolvedConfig {
+  return typeof value === 'object' && value !== null && 'baseDir' in value && Array.isArray((value as ResolvedConfig).templates) && (value as ResolvedConfig).templates.every((t) => 'compiled' in t);
+}
+
+function sameSource(a: ResolvedConfig['sources'][string], b: ResolvedConfig['sources'][string]): boolean {
+  if (isSource(a) || isSource(b)) return a === b;
+  return isDeepStrictEqual(a, b);
+}
+
+function failedResult(template: ResolvedTemplate, error: RosterdError, members: number, durationMs: number): TemplateResult {
+  return { template: template.name, destination: template.destination, status: 'failed', changed: false, members, error, durationMs };
+}

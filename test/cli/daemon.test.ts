@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startDaemon, type Daemon } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
+
+const BIN_DIR = fileURLToPath(new URL('../fixtures/bin/', import.meta.url));
+
+let dir: string;
+let cleanup: () => Promise<void>;
+let daemon: Daemon | undefined;
+beforeEach(async () => {
+  ({ path: dir, cleanup } = await tempDir());
+});
+afterEach(async () => {
+  await daemon?.stop('SIGKILL').catch(() => undefined);
+  daemon = undefined;
+  await cleanup();
+});
+
+const at = (name: string): string => join(dir, name);
+const TEMPLATE = '{% for m in members %}server {{ m.name }} {{ m.address }}\n{% endfor %}';
+
+async function writeMembers(...names: string[]): Promise<void> {
+  const list = names.map((name, i) => ({ name, address: `10.0.0.${i + 1}` }));
+  await writeFile(at('members.json.tmp'), JSON.stringify(list));
+  await rename(at('members.json.tmp'), at('members.json'));
+}
+
+async function writeConfig(template: Record<string, unknown>): Promise<void> {
+  const config = { sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ contents: TEMPLATE, destination: 'out.cfg', ...template }] };
+  await writeFile(at('renderer.config.json'), JSON.stringify(config));
+}
+
+const output = (): Promise<string> => readFile(at('out.cfg'), 'utf8').catch(() => '');
+const reloadCount = async (): Promise<number> => (await readFile(at('reloads'), 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+
+/** True while a process with this pid exists (zombies included: they are gone for our purpose). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+describe('rosterd run (daemon)', () => {
+  it('renders at start and follows an edit within wait.max plus a margin', async () => {
+    await writeMembers('a');
+    await writeConfig({ wait: { min: '100ms', max: '400ms' } });
+    daemon = startDaemon([], { cwd: dir });
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render', { timeout: 15_000 });
+    const edited = Date.now();
+    await writeMembers('a', 'b');
+    await waitFor(async () => (await output()).includes('server b'), 'the edit rendered', { timeout: 5000, interval: 10 });
+    expect(Date.now() - edited).toBeLessThan(400 + 1000);
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+  });
+
+  it('a burst of edits inside wait.min gives one render and one reload', async () => {
+    await writeMembers('a');
+    await writeConfig({ wait: { min: '500ms', max: '5s' }, reload: `echo reload >> ${at('reloads')}` });
+    daemon = startDaemon([], { cwd: dir });
+    await waitFor(async () => (await reloadCount()) === 1, 'the first render and reload');
+    const since = daemon.logs.length;
+    for (const name of ['b', 'c', 'd', 'e', 'f']) await writeMembers('a', name);
+    await waitFor(async () => (await output()).includes('server f'), 'the burst rendered');
+    await daemon.waitForLog(/^reloaded/, { since });
+    expect(daemon.logs.slice(since).filter((l) => String(l.msg).startsWith('wrote '))).toHaveLength(1);
+    expect(await reloadCount()).toBe(2);
+  });
+
+  it('a corrupt member file keeps the old output and the daemon alive; fixing it renders again', async () => {
+    await writeMembers('a');
+    await writeConfig({});
+    daemon = startDaemon([], { cwd: dir });
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+    await writeFile(at('members.json'), '[{"name": "b", "address": ');
+    const error = await daemon.waitForLog(/invalid JSON/);
+    expect(error).toMatchObject({ level: 50, source: 'web' });
+    expect(await output()).toBe('server a 10.0.0.1\n');
+    expect(daemon.child.exitCode).toBeNull();
+    await writeMembers('b');
+    await waitFor(async () => (await output()) === 'server b 10.0.0.1\n', 'a render after the fix');
+  });
+
+  it('SIGHUP with an invalid config keeps the old one; with a valid one applies it', async () => {
+    await writeMembers('a');
+    await writeConfig({});
+    daemon = startDaemon([], { cwd: dir });
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+    await writeConfig({ contents: 'v2 {{ members | size }}', wiat: 1 });
+    let since = daemon.logs.length;
+    daemon.child.kill('SIGHUP');
+    await daemon.waitForLog(/still running the previous one/, { since });
+    expect(daemon.logs.slice(since).some((l) => l.path === 'templates[0].wiat')).toBe(true);
+    await writeMembers('a', 'b');
+    await waitFor(async () => (await output()).includes('server b'), 'the old config still renders');
+    await writeConfig({ contents: 'v2 {{ members | size }}\n' });
+    since = daemon.logs.length;
+    daemon.child.kill('SIGHUP');
+    await daemon.waitForLog(/^config reloaded/, { since });
+    await waitFor(async () => (await output()) === 'v2 2\n', 'the new template rendered');
+  });
+
+  it('SIGTERM during a reload lets the command end (killed at its timeout), exits 0 and leaves no process behind', async () => {
+    await writeMembers('a');
+    const pids = at('pids');
+    await writeConfig({ reload: [join(BIN_DIR, 'sleep-with-child'), pids, '30'], timeout: '1s' });
+    daemon = startDaemon([], { cwd: dir });
+    const [shell, grandchild] = await waitFor(async () => {
+      const text = await readFile(pids, 'utf8').catch(() => '');
+      const found = text.trim().split(' ').map(Number);
+      return found.length === 2 ? found : undefined;
+    }, 'the reload command to start');
+    expect(alive(grandchild!)).toBe(true);
+    const started = Date.now();
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+    expect(Date.now() - started).toBeLessThan(8000);
+    await waitFor(() => !alive(shell!) && !alive(grandchild!), 'the command and its child to be gone', { timeout: 5000 });
+  });
+
+  it('a second SIGINT exits at once, killing running commands', async () => {
+    await writeMembers('a');
+    const pids = at('pids');
+    await writeConfig({ reload: [join(BIN_DIR, 'sleep-with-child'), pids, '30'], timeout: '60s' });
+    daemon = startDaemon([], { cwd: dir });
+    const [, grandchild] = await waitFor(async () => {
+      const found = (await readFile(pids, 'utf8').catch(() => '')).trim().split(' ').map(Number);
+      return found.length === 2 ? found : undefined;
+    }, 'the reload command to start');
+    const child = daemon.child;
+    child.kill('SIGINT');
+    await daemon.waitForLog(/^stopping/);
+    const started = Date.now();
+    expect(await daemon.stop('SIGINT', 5000)).toBe(130);
+    expect(Date.now() - started).toBeLessThan(3000);
+    await waitFor(() => !alive(grandchild!), 'the reload command to be killed', { timeout: 5000 });
+  });
+});
