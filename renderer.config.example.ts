@@ -1,0 +1,83 @@
+/**
+ * Every rosterd option, with its default. Copy this file to `renderer.config.ts` (found automatically in
+ * the working directory) or pass it with `rosterd -c FILE`. YAML and JSON configs take the same keys.
+ *
+ * Durations are milliseconds or text: '500ms', '2s', '1m', '1m30s'.
+ * Relative paths resolve against the directory of this file.
+ */
+import { defineConfig } from 'rosterd';
+
+export default defineConfig({
+  // Where members come from, by name. A template's `members` merges the sources it lists.
+  // Names start with a letter or "_" and hold letters, digits, "_" and "-".
+  sources: {
+    // A member file (JSON by `.json` extension, YAML otherwise), watched for changes:
+    // a list of { name, address, port?, tags?, status? }, or { members: [...] }.
+    seeds: {
+      type: 'file',
+      path: './members.yaml', // required
+    },
+
+    // A Serf agent's RPC interface (plain TCP, loopback unless you know better).
+    cluster: {
+      type: 'serf',
+      rpcAddr: '127.0.0.1:7373', // default '127.0.0.1:7373'
+      authKey: process.env.SERF_RPC_AUTH, // the agent's rpc_auth; sent only when set, never logged
+      tags: { role: 'web' }, // keep members whose tags match these regular expressions (whole value); default: all
+      status: ['alive'], // statuses to keep; default ['alive'] (others: 'leaving', 'left', 'failed')
+      portTag: 'port', // the tag that holds a member's port; default 'port'
+      resyncDelay: '100ms', // quiet time after member events before the member list is re-read; default 100ms
+      refreshInterval: '1m', // also re-read the member list this often; default: only on events and reconnects
+      connectTimeout: '5s', // default 5s
+    },
+
+    // DNS: SRV records (one member per target, port from the record), or A/AAAA records.
+    web: {
+      type: 'dns',
+      name: '_http._tcp.web.example', // required
+      record: 'SRV', // 'SRV' | 'A' | 'AAAA'; default 'SRV'
+      servers: ['127.0.0.1:5353'], // default: the system's resolvers
+      port: 8080, // for A/AAAA: the members' port; default none
+      interval: '5s', // poll period (a shorter positive TTL is honoured); default 5s
+      timeout: '2s', // per query; default 2s
+    },
+  },
+
+  templates: [
+    {
+      name: 'haproxy', // names the template in logs, events and metrics; default: the destination's file name
+      source: './haproxy.cfg.liquid', // a Liquid template file...
+      // contents: 'inline {{ members | size }}', // ...or an inline template (exactly one of the two)
+      destination: '/etc/haproxy/haproxy.cfg', // required; parent directories are created
+      sources: ['cluster'], // which sources feed `members`; default: all, merged
+      env: ['DATACENTER'], // environment variables the template may read as env.NAME; default: none
+
+      // Quiescence, as consul-template: render once changes have been quiet for `min`, and at the latest
+      // `max` after the first change (default 4 × min). Default: off (render as soon as a snapshot changes).
+      // The first render after start never waits.
+      wait: { min: '200ms', max: '2s' },
+
+      perms: 0o644, // file mode; default: keep the existing file's mode, else 0644. In YAML write '0644' (quoted)
+      // uid: 0, gid: 0, // owner; default: keep the existing file's owner
+      backup: true, // keep the previous file as <destination>.bak; default false
+
+      minMembers: 1, // fewer members than this: keep the previous file and report; default 0
+      maxShrink: 0.5, // refuse a render that drops more than this fraction of the members at once; default off
+
+      // Runs on the candidate file before it is installed; a failure means it is not installed.
+      // An argv array runs without a shell; a string runs with `sh -c`.
+      // Placeholders: {{candidate}} (check only) and {{destination}}; also $ROSTERD_CANDIDATE, $ROSTERD_DESTINATION.
+      check: ['haproxy', '-c', '-q', '-f', '{{candidate}}'],
+
+      // Runs after the install. Templates rendered together that share the same reload run it once.
+      // A command (argv or string), or the built-in HAProxy reloader, which confirms through `show proc`
+      // on the master CLI that a new worker took over:
+      reload: { haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'cli', bindGuard: true } },
+      // reload: ['systemctl', 'reload', 'nginx'],
+
+      timeout: '30s', // for check and reload; on timeout the command's whole process group is killed; default 30s
+      rollback: true, // on a failed reload, put the previous file back; default true
+      strict: true, // an undefined variable or unknown filter is an error, not an empty string; default true
+    },
+  ],
+});
