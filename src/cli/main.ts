@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, RosterdError } from '../errors.js';
 import { registerMembers } from './commands/members.js';
@@ -7,8 +6,8 @@ import { registerRun } from './commands/run.js';
 import { registerValidate } from './commands/validate.js';
 import type { CliIo } from './context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
+import { VERSION } from '../version.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /**
  * Runs the CLI with `argv` (without the node and script paths) and returns the exit code. Known errors

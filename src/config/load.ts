@@ -32,6 +32,10 @@ export interface ResolvedConfig {
   /** Source configs (paths absolute) or `Source` objects plugged in by a library user, by name. */
   readonly sources: Readonly<Record<string, SourceConfig | Source>>;
   readonly templates: readonly ResolvedTemplate[];
+  /** The status endpoint, when enabled. */
+  readonly http: { readonly listen: string } | undefined;
+  /** How often (ms) to warn while a template waits for a source's first snapshot. */
+  readonly warnInterval: number;
 }
 
 /** Where `loadConfig()` looks when no file is given, in this order, in the working directory only. */
@@ -131,7 +135,7 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
     templates.push({ ...rest, name, index, source, destination, sources: selected ?? allSources, compiled });
   }
   if (issues.length > 0) throw new ConfigError(issues, where.file);
-  return { file: where.file, baseDir: where.baseDir, sources, templates };
+  return { file: where.file, baseDir: where.baseDir, sources, templates, http: config.http, warnInterval: config.warnInterval };
 }
 
 // --- internal ---

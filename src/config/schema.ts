@@ -54,6 +54,9 @@ const hostPort = z
   .string()
   .regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:port")');
 
+/** Where the status endpoint listens: `host:port`, `[::1]:port`, or `:port` for every interface. */
+const listenAddress = z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
+
 /** Names of sources become `sources.<name>` in templates, log fields and metric labels. */
 const sourceName = z
   .string()
@@ -174,6 +177,10 @@ export const configSchema = z
   .object({
     sources: z.record(sourceName, sourceConfig).refine((s) => Object.keys(s).length > 0, 'declare at least one source'),
     templates: z.array(templateSchema).min(1, 'declare at least one template'),
+    /** The status endpoint (`/health`, `/ready`, `/metrics`). Off unless given; loopback by default. */
+    http: z.object({ listen: listenAddress.default('127.0.0.1:9465') }).strict().optional(),
+    /** How often to warn while a template waits for a source's first snapshot. */
+    warnInterval: duration.default(10_000),
   })
   .strict()
   .superRefine(

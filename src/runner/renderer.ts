@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import { createReloader, type Reloader } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
+import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
 import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -58,6 +59,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private batchTimer: NodeJS.Immediate | undefined;
   /** One reload at a time per reload key, across batches. */
   private readonly reloadLocks = new Map<string, Promise<unknown>>();
+  private warnTimer: NodeJS.Timeout | undefined;
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
@@ -90,12 +92,14 @@ export class Renderer extends EventEmitter<RendererEvents> {
     if (this.running) return;
     this.running = true;
     this.stopping = false;
+    this.startWaitWarnings();
     await this.startSources(this.config);
   }
 
   /** Stops sources, timers and renders. Resolves when watchers, sockets, timers and children are gone. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopWaitWarnings();
     for (const t of this.templates.values()) t.schedule.cancel();
     if (this.batchTimer) clearImmediate(this.batchTimer);
     this.batchTimer = undefined;
@@ -117,19 +121,25 @@ export class Renderer extends EventEmitter<RendererEvents> {
     try {
       const needed = [...new Set([...this.templates.values()].flatMap((t) => t.config.sources))];
       let sourceFailure: RosterdError | undefined;
+      if (ownSources) this.startWaitWarnings();
       try {
         await this.roster.waitForFirst(needed, options.timeout ?? 30_000);
       } catch (err) {
         if (!RosterdError.is(err)) throw err;
         sourceFailure = err;
+      } finally {
+        if (ownSources) this.stopWaitWarnings();
       }
       const ready = [...this.templates.values()].filter((t) => this.roster.ready(t.config.sources));
       const results = new Map<string, TemplateResult>();
       for (const t of this.templates.values()) {
         if (ready.includes(t)) continue;
         const missing = t.config.sources.find((s) => !this.roster.ready([s])) ?? '';
-        const error = this.roster.status(missing)?.lastError ?? sourceFailure ?? new SourceError(missing, 'no first snapshot');
-        results.set(t.config.name, failedResult(t.config, RosterdError.is(error) ? error : new SourceError(missing, error.message), 0, 0));
+        // The failure that ended the wait if it is about this source, else what this source last said.
+        const cause = sourceFailure instanceof SourceError && sourceFailure.source === missing ? sourceFailure : (this.roster.status(missing)?.lastError ?? sourceFailure);
+        const error = RosterdError.is(cause) ? cause : new SourceError(missing, cause?.message ?? 'no first snapshot', { cause, code: 'E_SOURCE_TIMEOUT' });
+        this.logger.child({ template: t.config.name }).error({ code: error.code }, `not rendered: ${error.message}`);
+        results.set(t.config.name, failedResult(t.config, error, 0, 0));
       }
       for (const result of await this.runBatch(ready, { dry })) results.set(result.template, result);
       return [...this.templates.values()].map((t) => results.get(t.config.name)!);
@@ -156,6 +166,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
     this.config = config;
     this.templates = this.createTemplates(config, memories);
     if (this.running) {
+      this.startWaitWarnings();
       await this.startSources(config);
       // Kept sources deliver no new first snapshot: render from what they have.
       for (const t of this.templates.values()) if (this.roster.ready(t.config.sources)) this.enqueue(t);
@@ -165,11 +176,36 @@ export class Renderer extends EventEmitter<RendererEvents> {
 
   // --- internal ---
 
+  /** Warns every `warnInterval` about each template still waiting for a source's first snapshot. */
+  private startWaitWarnings(): void {
+    this.stopWaitWarnings();
+    this.warnTimer = setInterval(() => {
+      for (const t of this.templates.values()) {
+        for (const source of t.config.sources) {
+          const status = this.roster.status(source);
+          if (!status || status.members !== undefined) continue;
+          const waitedMs = Date.now() - status.startedAt;
+          const error = status.lastError?.message.replace(/^\[source [^\]]*\] /, '');
+          this.logger.child({ template: t.config.name, source }).warn(
+            { waitedMs, lastError: error },
+            `waiting for source ${source}: no first snapshot after ${formatDuration(waitedMs)}${error ? `; last error: ${error}` : ''}`,
+          );
+        }
+      }
+    }, this.config.warnInterval);
+  }
+
+  private stopWaitWarnings(): void {
+    clearInterval(this.warnTimer);
+    this.warnTimer = undefined;
+  }
+
   private createRoster(): Roster {
     const roster = new Roster(this.logger);
     roster.onChange((source) => this.onSourceChange(source));
     roster.onError((source, error) => {
-      this.logger.child({ source }).error({ err: error }, error.message);
+      // A known error is one line (what and where); only an unexpected one carries its stack.
+      this.logger.child({ source }).error(RosterdError.is(error) ? { code: error.code } : { err: error }, error.message);
       this.emit('sourceError', { source, error: error as SourceError });
     });
     return roster;

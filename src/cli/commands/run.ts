@@ -5,6 +5,10 @@ import { ConfigError, RosterdError } from '../../errors.js';
 import { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { usageError } from '../options.js';
+import { parseListen, startStatusServer, type StatusServer } from '../../ops/http.js';
+import { createMetrics } from '../../ops/metrics.js';
+import { VERSION } from '../../version.js';
 
 /**
  * `rosterd run` (the default command): the daemon. Renders on every change until SIGTERM/SIGINT;
@@ -14,16 +18,25 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
   program
     .command('run', { isDefault: true })
     .description('watch the sources and keep every output up to date (the default command)')
-    .action(async (_options, command: Command) => {
+    .option('--listen <address>', 'serve /health, /ready and /metrics on this host:port (overrides http.listen)')
+    .action(async (options: { listen?: string }, command: Command) => {
       const ctx = commandContext(command, io);
       const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+      const listen = options.listen ?? config.http?.listen;
+      if (listen !== undefined) {
+        try {
+          parseListen(listen);
+        } catch (err) {
+          throw usageError(`--listen: ${(err as Error).message}`);
+        }
+      }
       const renderer = new Renderer(config, { logger: ctx.logger });
-      setExit(await daemon(renderer, ctx));
+      setExit(await daemon(renderer, ctx, listen));
     });
 }
 
-/** Runs the renderer until a stop signal; resolves with the exit code. */
-async function daemon(renderer: Renderer, ctx: CommandContext): Promise<number> {
+/** Runs the renderer (and the status endpoint, if asked) until a stop signal; resolves with the exit code. */
+async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | undefined): Promise<number> {
   const { logger } = ctx;
   const configFile = renderer.currentConfig.file ?? ctx.options.config;
   let stopping: Promise<void> | undefined;
@@ -80,11 +93,17 @@ async function daemon(renderer: Renderer, ctx: CommandContext): Promise<number> 
     ['SIGHUP', reload],
   ];
   if (ctx.io.handleSignals !== false) for (const [signal, handler] of handlers) process.on(signal, handler);
+  const metrics = listen === undefined ? undefined : createMetrics(renderer, VERSION);
+  let status: StatusServer | undefined;
   try {
+    // The endpoint comes up first, so that /ready tells the truth while the first renders are under way.
+    if (metrics && listen !== undefined) status = await startStatusServer({ listen, renderer, metrics, logger });
     await renderer.start();
     logger.info({ templates: renderer.currentConfig.templates.map((t) => t.name), pid: process.pid }, 'started');
     return await done;
   } finally {
     for (const [signal, handler] of handlers) process.off(signal, handler);
+    await status?.close();
+    metrics?.close();
   }
 }

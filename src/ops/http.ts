@@ -1,0 +1,110 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Renderer } from '../runner/renderer.js';
+import type { RendererMetrics } from './metrics.js';
+
+/** A running status endpoint. */
+export interface StatusServer {
+  /** The address it listens on, as `host:port`. */
+  readonly address: string;
+  /** Stops listening and closes open connections. */
+  close(): Promise<void>;
+}
+
+/** What `/ready` answers, as JSON. */
+export interface Readiness {
+  ready: boolean;
+  templates: { template: string; ok: boolean; error?: string }[];
+  sources: { source: string; up: boolean; members?: number; error?: string }[];
+}
+
+/**
+ * Whether the renderer is ready: every template has been written or found unchanged since start and its
+ * last render succeeded, and every source delivered its last look.
+ */
+export function readiness(renderer: Renderer): Readiness {
+  const templates = renderer.templateStatus().map((t) => ({
+    template: t.template,
+    ok: t.ok && !t.lastError,
+    ...(t.lastError ? { error: t.lastError.message } : {}),
+  }));
+  const sources = renderer.sourceStatus().map((s) => ({
+    source: s.name,
+    up: s.up,
+    ...(s.members ? { members: s.members.length } : {}),
+    ...(s.lastError ? { error: s.lastError.message } : {}),
+  }));
+  return { ready: templates.every((t) => t.ok) && sources.every((s) => s.up), templates, sources };
+}
+
+/**
+ * Serves `/health` (the process answers), `/ready` (see {@link readiness}; 200 or 503) and `/metrics`
+ * (Prometheus text format). Listens on `listen` (`host:port`; IPv6 as `[::1]:port`).
+ */
+export async function startStatusServer(options: { listen: string; renderer: Renderer; metrics: RendererMetrics; logger: Logger }): Promise<StatusServer> {
+  const { host, port } = parseListen(options.listen);
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const send = (status: number, type: string, body: string): void => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    switch (path) {
+      case '/health':
+        send(200, 'application/json', '{"status":"ok"}\n');
+        return;
+      case '/ready': {
+        const state = readiness(options.renderer);
+        send(state.ready ? 200 : 503, 'application/json', `${JSON.stringify(state)}\n`);
+        return;
+      }
+      case '/metrics':
+        options.metrics.registry.metrics().then(
+          (text) => send(200, options.metrics.registry.contentType, text),
+          (err: unknown) => {
+            options.logger.error({ err }, `metrics failed: ${(err as Error).message}`);
+            send(500, 'text/plain', 'metrics failed\n');
+          },
+        );
+        return;
+      default:
+        send(404, 'text/plain', 'not found: try /health, /ready or /metrics\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: NodeJS.ErrnoException): void => {
+      reject(new ConfigError([{ path: 'http.listen', message: `cannot listen on ${options.listen}: ${err.code ?? err.message}` }], undefined, { cause: err }));
+    };
+    server.once('error', fail);
+    server.listen(port, host, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  const address = `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  options.logger.info({ address }, `status endpoint on http://${address} (/health, /ready, /metrics)`);
+  return {
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** `127.0.0.1:9465`, `[::1]:9465`, `:9465` (all interfaces). */
+export function parseListen(listen: string): { host: string | undefined; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new TypeError(`listen address "${listen}" is not "host:port"`);
+  const host = match[1] ?? match[2];
+  return { host: host === '' ? undefined : host, port };
+}
