@@ -5,6 +5,9 @@ import type { Logger } from '../logger.js';
 import type { Renderer } from '../runner/renderer.js';
 import type { RendererMetrics } from './metrics.js';
 
+/** How long one computation of `/metrics` serves further scrapes, in ms. */
+export const METRICS_CACHE_MS = 1000;
+
 /** A running status endpoint. */
 export interface StatusServer {
   /** The address it listens on, as `host:port`. */
@@ -45,6 +48,20 @@ export function readiness(renderer: Renderer): Readiness {
  */
 export async function startStatusServer(options: { listen: string; renderer: Renderer; metrics: RendererMetrics; logger: Logger }): Promise<StatusServer> {
   const { host, port } = parseListen(options.listen);
+  // Scrapes share one computation per second: a burst of requests (many Prometheus servers, a runaway
+  // client) then costs little more than the responses, and never starves the renders of the event loop.
+  let cached: { at: number; text: Promise<string> } | undefined;
+  const scrape = (): Promise<string> => {
+    const now = Date.now();
+    if (!cached || now - cached.at >= METRICS_CACHE_MS) {
+      const text = options.metrics.registry.metrics();
+      cached = { at: now, text };
+      text.catch(() => {
+        if (cached?.text === text) cached = undefined;
+      });
+    }
+    return cached.text;
+  };
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -65,7 +82,7 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
         return;
       }
       case '/metrics':
-        options.metrics.registry.metrics().then(
+        scrape().then(
           (text) => send(200, options.metrics.registry.contentType, text),
           (err: unknown) => {
             options.logger.error({ err }, `metrics failed: ${(err as Error).message}`);
