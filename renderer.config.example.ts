@@ -80,4 +80,10 @@ export default defineConfig({
       strict: true, // an undefined variable or unknown filter is an error, not an empty string; default true
     },
   ],
+
+  // The status endpoint: /health, /ready and /metrics (Prometheus). Off unless given (or --listen).
+  http: { listen: '127.0.0.1:9465' }, // default listen address when the block is given: 127.0.0.1:9465
+
+  // How often to warn while a template waits for a source's first snapshot; default 10s.
+  warnInterval: '10s',
 });
