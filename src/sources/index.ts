@@ -1,5 +1,6 @@
 import type { SourceConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
+import { createDnsSource } from './dns.js';
 import { createFileSource } from './file.js';
 import createSerfSource from './serf.js';
 import type { Source, SourceFactory } from './types.js';
@@ -7,6 +8,7 @@ import type { Source, SourceFactory } from './types.js';
 /** The built-in source types, by the `type` written in a config. */
 const FACTORIES: { [T in SourceConfig['type']]?: SourceFactory<Extract<SourceConfig, { type: T }>> } = {
   file: createFileSource,
+  dns: createDnsSource,
   serf: createSerfSource,
 };
 
