@@ -37,7 +37,7 @@ export default defineConfig({
       name: '_http._tcp.web.example', // required
       record: 'SRV', // 'SRV' | 'A' | 'AAAA'; default 'SRV'
       servers: ['127.0.0.1:5353'], // default: the system's resolvers
-      port: 8080, // for A/AAAA: the members' port; default none
+      // port: 8080, // A and AAAA only: the members' port (SRV records carry their own); default none
       interval: '5s', // poll period (a shorter positive TTL is honoured); default 5s
       timeout: '2s', // per query; default 2s
     },

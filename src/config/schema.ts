@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { MEMBER_STATUSES, type Source } from '../sources/types.js';
 import { parseDuration } from './duration.js';
@@ -57,6 +58,13 @@ const hostPort = z
 /** Where the status endpoint listens: `host:port`, `[::1]:port`, or `:port` for every interface. */
 const listenAddress = z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
 
+/** A DNS server: `ip`, `ip:port` or `[ipv6]:port`. */
+const dnsServer = z.string().refine((value) => {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  if (match) return isIP(match[1] ?? match[2] ?? '') !== 0 && Number(match[3]) >= 1 && Number(match[3]) <= 65535;
+  return isIP(value) !== 0;
+}, 'expected an IP address, "ip:port" or "[ipv6]:port"');
+
 /** Names of sources become `sources.<name>` in templates, log fields and metric labels. */
 const sourceName = z
   .string()
@@ -91,12 +99,17 @@ export const dnsSourceSchema = z
     type: z.literal('dns'),
     name: z.string().min(1),
     record: z.enum(['SRV', 'A', 'AAAA']).default('SRV'),
-    servers: z.array(hostPort.or(z.string().regex(/^[0-9A-Fa-f:.]+$/, 'expected an IP address or "host:port"'))).min(1).optional(),
-    port: z.number().int().min(0).max(65535).optional(),
-    interval: duration.default(5000),
-    timeout: duration.default(2000),
+    // IP addresses only: a server named by a host name would need DNS to be found.
+    servers: z.array(dnsServer).min(1).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    interval: duration.refine((ms) => ms > 0, 'must be more than 0').default(5000),
+    timeout: duration.refine((ms) => ms > 0, 'must be more than 0').default(2000),
   })
-  .strict();
+  .strict()
+  .refine((s) => !(s.record === 'SRV' && s.port !== undefined), {
+    message: 'SRV records carry their own port: "port" is for A and AAAA records',
+    path: ['port'],
+  });
 
 /** A `Source` object plugged in by a library user instead of a source config. */
 const customSource = z.custom<Source>(
