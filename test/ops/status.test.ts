@@ -79,7 +79,8 @@ describe('status endpoint', () => {
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 200, '/ready once every template rendered');
     await rm(at('members.json'));
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 503, '/ready after the source went down');
-    expect(sample(await metrics(), 'rosterd_source_up{source="web"}')).toBe(0);
+    // /metrics is computed at most once a second: wait for the next computation.
+    await waitFor(async () => sample(await metrics(), 'rosterd_source_up{source="web"}') === 0, 'source_up 0 in /metrics');
     await writeMembers('c', 'd');
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 200, '/ready after the source came back');
 
