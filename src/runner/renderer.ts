@@ -60,6 +60,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
   /** One reload at a time per reload key, across batches. */
   private readonly reloadLocks = new Map<string, Promise<unknown>>();
   private warnTimer: NodeJS.Timeout | undefined;
+  /** True while `reload()` swaps configs: no new render starts. */
+  private swapping = false;
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
@@ -105,7 +107,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
     this.batchTimer = undefined;
     this.pendingBatch.clear();
     await this.roster.stop();
-    while (this.inFlight.size > 0) await Promise.allSettled(this.inFlight);
+    await this.idle();
     this.running = false;
   }
 
@@ -118,6 +120,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const dry = options.dry ?? false;
     const ownSources = !this.running;
     if (ownSources) await this.startSources(this.config);
+    // On a running renderer, let its renders under way finish first: one render at a time per template.
+    else await this.idle();
     try {
       const needed = [...new Set([...this.templates.values()].flatMap((t) => t.config.sources))];
       let sourceFailure: RosterdError | undefined;
@@ -153,6 +157,22 @@ export class Renderer extends EventEmitter<RendererEvents> {
    * their last good snapshots; the others are stopped or started. Every template then renders once.
    */
   async reload(config: ResolvedConfig): Promise<void> {
+    // Renders under way finish on the old config; changes meanwhile are picked up by the renders below.
+    this.swapping = true;
+    try {
+      for (const t of this.templates.values()) t.schedule.cancel();
+      this.pendingBatch.clear();
+      await this.idle();
+      await this.swap(config);
+    } finally {
+      this.swapping = false;
+    }
+    if (this.running) for (const t of this.templates.values()) if (this.roster.ready(t.config.sources)) this.enqueue(t);
+  }
+
+  // --- internal ---
+
+  private async swap(config: ResolvedConfig): Promise<void> {
     const previous = this.config;
     const kept: string[] = [];
     for (const name of this.roster.names()) {
@@ -162,19 +182,20 @@ export class Renderer extends EventEmitter<RendererEvents> {
       else await this.roster.remove(name);
     }
     const memories = new Map([...this.templates].map(([name, t]) => [name, t.memory]));
-    for (const t of this.templates.values()) t.schedule.cancel();
     this.config = config;
     this.templates = this.createTemplates(config, memories);
     if (this.running) {
       this.startWaitWarnings();
+      // Kept sources deliver no new first snapshot: the caller renders from what they have.
       await this.startSources(config);
-      // Kept sources deliver no new first snapshot: render from what they have.
-      for (const t of this.templates.values()) if (this.roster.ready(t.config.sources)) this.enqueue(t);
     }
     this.logger.info({ templates: config.templates.length, sources: Object.keys(config.sources).length, keptSources: kept }, 'config reloaded');
   }
 
-  // --- internal ---
+  /** Resolves when no render batch is under way. */
+  private async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled(this.inFlight);
+  }
 
   /** Warns every `warnInterval` about each template still waiting for a source's first snapshot. */
   private startWaitWarnings(): void {
@@ -251,7 +272,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
 
   /** Adds a template to the next batch; templates that fire in the same turn of the event loop share it. */
   private enqueue(t: TemplateRuntime): void {
-    if (!this.running || this.stopping) return;
+    // A runtime replaced by a config reload may still have a timer or a dirty flag: it renders no more.
+    if (!this.running || this.stopping || this.swapping || this.templates.get(t.config.name) !== t) return;
     if (t.running) {
       t.dirty = true;
       return;
