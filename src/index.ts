@@ -25,6 +25,8 @@ export { createRenderer, Renderer, type RendererOptions, type RenderOnceOptions 
 export type { RendererEvents, TemplateResult } from './runner/events.js';
 export type { SourceStatus } from './runner/roster.js';
 export { createFileSource, type FileSourceOptions } from './sources/file.js';
+export { default as createSerfSource, type SerfSourceOptions } from './sources/serf.js';
+export { createDnsSource, type DnsSourceOptions } from './sources/dns.js';
 export { sanitizeMembers } from './sources/snapshot.js';
 export type { Member, MemberStatus, Source, SourceContext, SourceFactory } from './sources/types.js';
 export { createLogger, type Logger, type LoggerOptions, type LogFormat } from './logger.js';
