@@ -115,7 +115,9 @@ function checkMember(value: unknown, source: string): Member | string {
   const tags: Record<string, string> = {};
   if (m.tags !== undefined && m.tags !== null) {
     if (typeof m.tags !== 'object' || Array.isArray(m.tags)) return 'tags must be an object of strings';
-    for (const [key, tagValue] of Object.entries(m.tags)) {
+    // Sorted by key: Serf sends tags in a different order on each reply, and a template that prints them
+    // (a loop over tags, `| json`) must still render byte-identical output for the same membership.
+    for (const [key, tagValue] of Object.entries(m.tags).sort(([a], [b]) => compareText(a, b))) {
       if (typeof tagValue !== 'string') return `tag ${JSON.stringify(key)} is not a string`;
       if (CONTROL.test(key)) return `tag name ${JSON.stringify(key)} contains a control character`;
       if (CONTROL.test(tagValue)) return `tag ${JSON.stringify(key)} contains a control character`;

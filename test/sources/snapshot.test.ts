@@ -48,6 +48,11 @@ describe('sanitizeMembers (untrusted member data)', () => {
     expect(dropped).toEqual([{ member: '"a"', reason: 'duplicate name (the first one is kept)' }]);
   });
 
+  it('orders tags by key, whatever order they arrived in', () => {
+    const { members } = sanitizeMembers([ok('a', { tags: { zone: 'z', app: 'x', m: 'y' } })], 's');
+    expect(Object.keys(members[0]!.tags)).toEqual(['app', 'm', 'zone']);
+  });
+
   it('keeps a tag named __proto__ as a plain tag', () => {
     const raw = JSON.parse('{"name":"a","address":"10.0.0.1","tags":{"__proto__":"x"}}');
     const { members } = sanitizeMembers([raw], 's');
