@@ -68,8 +68,25 @@ export async function renderTemplate(template: CompiledTemplate, context: object
 
 // --- internal ---
 
-// `x in members | tagged: "a"`: a filter after the collection, outside parentheses.
-const BARE_FILTER = /^\s*[\w-]+\s+in\s+(?!\()[^|"']*\|/;
+/**
+ * True for `x in members | tagged: "a"`: a filter after the loop's collection, outside parentheses and
+ * quotes (`x in (members | tagged: "a")` and `x in sources["a|b"]` are fine).
+ */
+export function hasBareFilter(args: string): boolean {
+  const collection = /^\s*[\w-]+\s+in\s+/.exec(args);
+  if (!collection) return false;
+  let quote: string | undefined;
+  let depth = 0;
+  for (const c of args.slice(collection[0].length)) {
+    if (quote) {
+      if (c === quote) quote = undefined;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '|' && depth === 0) return true;
+  }
+  return false;
+}
 
 /**
  * Liquid silently ignores a filter written after a loop's collection (`for m in members | tagged: …`) and
@@ -80,7 +97,7 @@ function loopTagWithoutBareFilters<T extends typeof ForTag | typeof TablerowTag>
   return class extends (Base as typeof ForTag) {
     constructor(...args: ConstructorParameters<typeof ForTag>) {
       const [token] = args;
-      if (BARE_FILTER.test(token.args)) {
+      if (hasBareFilter(token.args)) {
         const [variable, , ...rest] = token.args.trim().split(/\s+/);
         throw new Error(`filters in a ${name} loop need parentheses: {% ${name} ${variable} in (${rest.join(' ')}) %}`);
       }

@@ -69,12 +69,13 @@ export function slug(value: unknown): string {
 }
 
 /**
- * `value | quote` wraps a value in double quotes, escaping `\` and `"`: the form HAProxy, nginx and most
- * config languages accept for an arbitrary string. Members with control characters never reach a template,
- * so no newline can appear here.
+ * `value | quote` wraps a value in double quotes, escaping `\`, `"` and `$`: a string HAProxy reads
+ * literally (it expands `${VAR}` inside double quotes, so an unescaped `$` would let member data pull the
+ * load balancer's environment into its config). Members with control characters never reach a template, so
+ * no newline can appear here.
  */
 export function quote(value: unknown): string {
-  return `"${String(value ?? '').replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  return `"${String(value ?? '').replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
 }
 
 // --- internal ---

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TemplateError } from '../../src/errors.js';
 import { buildContext } from '../../src/render/context.js';
-import { compileTemplate, renderTemplate } from '../../src/render/engine.js';
+import { compileTemplate, hasBareFilter, renderTemplate } from '../../src/render/engine.js';
 import type { Member } from '../../src/sources/types.js';
 
 const compile = (text: string, strict = true) => compileTemplate({ name: 't', text, file: '/tpl/t.liquid', root: '/tpl', strict });
@@ -69,6 +69,14 @@ describe('render engine', () => {
       expect(error).toBeInstanceOf(TemplateError);
       expect((error as TemplateError).message).toContain(`filters in a ${tag} loop need parentheses: {% ${tag} m in (members | tagged: "role", "web") %}`);
     }
+  });
+
+  it('finds a bare loop filter behind quotes and brackets, and only outside parentheses and strings', () => {
+    expect(hasBareFilter('m in sources["web"] | tagged: "role", "db"')).toBe(true);
+    expect(hasBareFilter("m in sources['a'] | size")).toBe(true);
+    expect(hasBareFilter('m in (sources["web"] | tagged: "role", "db")')).toBe(false);
+    expect(hasBareFilter('m in sources["a|b"]')).toBe(false);
+    expect(hasBareFilter('m in members limit: 2')).toBe(false);
   });
 
   it('still accepts loop modifiers and plain collections', async () => {

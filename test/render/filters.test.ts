@@ -53,7 +53,7 @@ describe('filters', () => {
     expect(slug('web 1')).toBe(slug('web 1'));
   });
 
-  it('quote escapes backslashes and quotes', () => {
-    expect(quote('a "b" \\c')).toBe('"a \\"b\\" \\\\c"');
+  it('quote escapes backslashes, quotes and dollars (HAProxy expands ${VAR} in double quotes)', () => {
+    expect(quote('a "b" \\c ${HOME}')).toBe('"a \\"b\\" \\\\c \\${HOME}"');
   });
 });
