@@ -67,12 +67,15 @@ export default defineConfig({
       // Runs on the candidate file before it is installed; a failure means it is not installed.
       // An argv array runs without a shell; a string runs with `sh -c`.
       // Placeholders: {{candidate}} (check only) and {{destination}}; also $ROSTERD_CANDIDATE, $ROSTERD_DESTINATION.
-      check: ['haproxy', '-c', '-q', '-f', '{{candidate}}'],
+      check: ['haproxy', '-c', '-f', '{{candidate}}'], // not -q: it hides the reason of a failure too
 
       // Runs after the install. Templates rendered together that share the same reload run it once.
       // A command (argv or string), or the built-in HAProxy reloader, which confirms through `show proc`
       // on the master CLI that a new worker took over:
+      // (method 'signal' sends SIGUSR2 to the master instead; its pid comes from pidFile, else from `show proc`).
+      // bindGuard refuses a candidate that adds a bind on an address in use: such a reload freezes the listeners.
       reload: { haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'cli', bindGuard: true } },
+      // reload: { haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'signal', pidFile: '/run/haproxy.pid' } },
       // reload: ['systemctl', 'reload', 'nginx'],
 
       timeout: '30s', // for check and reload; on timeout the command's whole process group is killed; default 30s

@@ -28,14 +28,14 @@ export interface Reloader {
 /** Builds the reloader a template's `reload` setting describes. */
 export function createReloader(reload: ReloadConfig, options: { destination: string; timeout: number; cwd: string }): Reloader {
   if (typeof reload === 'object' && !Array.isArray(reload) && 'haproxy' in reload) {
-    const { masterSocket, method, bindGuard } = reload.haproxy;
+    const { masterSocket, method, bindGuard, pidFile } = reload.haproxy;
     const reloader: Reloader = {
       key: `haproxy:${masterSocket}`,
       description: `haproxy ${method === 'cli' ? 'master CLI reload' : 'SIGUSR2'} via ${masterSocket}`,
       async run() {
         // Loaded on first use: only HAProxy users need it.
         const { reloadHaproxy } = await import('../haproxy/reload.js');
-        const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout });
+        const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout, ...(pidFile === undefined ? {} : { pidFile }) });
         return { ok: result.ok, reason: result.reason, durationMs: result.durationMs };
       },
     };

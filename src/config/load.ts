@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { basename, dirname, resolve } from 'node:path';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { createJiti } from 'jiti';
@@ -79,7 +81,11 @@ export async function loadConfig(
 /** Validates a raw config value (from a file or an object) and resolves it. */
 export async function resolveConfig(value: unknown, where: { file?: string; baseDir: string }): Promise<ResolvedConfig> {
   const parsed = configSchema.safeParse(value);
-  if (!parsed.success) throw new ConfigError(toConfigIssues(parsed.error, configSchema, value), where.file);
+  const modeIssues = where.file !== undefined && isDataFile(where.file) ? numericModes(value) : [];
+  if (!parsed.success || modeIssues.length > 0) {
+    const issues = parsed.success ? [] : toConfigIssues(parsed.error, configSchema, value);
+    throw new ConfigError([...issues, ...modeIssues], where.file);
+  }
   const config = parsed.data;
   const at = (p: string): string => resolve(where.baseDir, p);
 
@@ -131,8 +137,8 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
       issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.message.replace(/^\[template [^\]]*\] /, '') });
       continue;
     }
-    const { name: _name, source: _source, contents: _contents, sources: selected, ...rest } = t;
-    templates.push({ ...rest, name, index, source, destination, sources: selected ?? allSources, compiled });
+    const { name: _name, source: _source, contents: _contents, sources: selected, reload, ...rest } = t;
+    templates.push({ ...rest, reload: resolveReload(reload, at), name, index, source, destination, sources: selected ?? allSources, compiled });
   }
   if (issues.length > 0) throw new ConfigError(issues, where.file);
   return { file: where.file, baseDir: where.baseDir, sources, templates, http: config.http, warnInterval: config.warnInterval };
@@ -140,21 +146,66 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
 
 // --- internal ---
 
+/** `rosterd` and `rosterd/serf` as this copy's own modules (built `.js`, or `.ts` when run from source). */
+function selfAliases(): Record<string, string> {
+  const own = (path: string): string => {
+    const js = fileURLToPath(new URL(`${path}.js`, import.meta.url));
+    return existsSync(js) ? js : js.replace(/\.js$/, '.ts');
+  };
+  return { 'rosterd/serf': own('../serf/index'), rosterd: own('../index') };
+}
+
+/** The HAProxy reloader's socket and pid file are paths too: relative to the config file. */
+function resolveReload(reload: ParsedTemplate['reload'], at: (path: string) => string): ParsedTemplate['reload'] {
+  if (typeof reload !== 'object' || Array.isArray(reload) || !('haproxy' in reload)) return reload;
+  const { masterSocket, pidFile, ...rest } = reload.haproxy;
+  return { haproxy: { ...rest, masterSocket: at(masterSocket), ...(pidFile === undefined ? {} : { pidFile: at(pidFile) }) } };
+}
+
+/** YAML, JSON and extension-less files: configs written as data rather than code. */
+function isDataFile(file: string): boolean {
+  return !/\.[cm]?[jt]s$/.test(file);
+}
+
+/**
+ * In a YAML or JSON config a numeric `perms` is ambiguous: YAML 1.2 reads `0644` as the decimal 644, and a
+ * `440` written as in chmod would be installed as mode 0670. Only a quoted octal string is accepted there.
+ */
+function numericModes(value: unknown): ConfigIssue[] {
+  const templates = (value as { templates?: unknown } | null)?.templates;
+  if (!Array.isArray(templates)) return [];
+  return templates.flatMap((t: unknown, index) => {
+    const perms = (t as { perms?: unknown } | null)?.perms;
+    if (typeof perms !== 'number') return [];
+    const digits = String(perms).padStart(4, '0');
+    return [{ path: formatPath(['templates', index, 'perms']), message: `write the mode as a quoted octal string, e.g. "${digits}": a number is ambiguous in YAML and JSON` }];
+  });
+}
+
 async function readConfigFile(file: string | undefined, cwd: string): Promise<{ file: string; value: unknown }> {
-  // jiti loads TypeScript configs on Node 20 without a temp file next to them; no module cache, so that a
-  // SIGHUP reload sees the edited file.
-  const jiti = createJiti(import.meta.url, { moduleCache: false, fsCache: false });
-  const loadTs: Loader = async (path) => jiti.import(path, { default: true });
+  // jiti loads TypeScript and JavaScript configs on Node 20 without a temp file next to them, with no
+  // module cache (so that a SIGHUP reload sees the edited file), and resolves `import ... from 'rosterd'`
+  // to this very copy of rosterd, wherever the config lives (a global install has no node_modules there).
+  const jiti = createJiti(import.meta.url, { moduleCache: false, fsCache: false, alias: selfAliases() });
+  const loadCode: Loader = async (path) => {
+    try {
+      return await jiti.import(path, { default: true });
+    } catch (err) {
+      const reason = (err as Error).message.replace(/\s*\n\s*/g, ' ');
+      throw new ConfigError([{ path: '', message: `cannot load the config: ${reason}` }], path, { cause: err });
+    }
+  };
   const explorer = cosmiconfig('renderer', {
     searchStrategy: 'none',
     searchPlaces: [...CONFIG_SEARCH_PLACES],
-    loaders: { '.ts': loadTs, '.mts': loadTs, '.cts': loadTs },
+    loaders: { '.ts': loadCode, '.mts': loadCode, '.cts': loadCode, '.js': loadCode, '.mjs': loadCode, '.cjs': loadCode },
     cache: false,
   });
   let result;
   try {
     result = file === undefined ? await explorer.search(cwd) : await explorer.load(file);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const message = code === 'ENOENT' ? 'config file not found' : (err as Error).message.replace(/^(?:YAMLException|Error): /, '');
     throw new ConfigError([{ path: '', message }], file, { cause: err });

@@ -19,6 +19,19 @@ export const duration = z.union([z.number(), z.string()]).transform((value, ctx)
   return z.NEVER;
 });
 
+/** A duration above zero (an interval or a timeout). */
+const positiveDuration = duration.refine((ms) => ms > 0, 'must be more than 0');
+
+/** A regular expression, checked when the config is loaded rather than when a source starts. */
+const regexSource = z.string().refine((pattern) => {
+  try {
+    new RegExp(pattern);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'not a valid regular expression');
+
 /**
  * A file mode: a number (`420`, `0o644` in TS) or an octal string (`'0644'`, `'644'`, `'0o644'`).
  * YAML 1.2 reads an unquoted `0644` as decimal 644, which is almost never meant: it is refused with a hint.
@@ -85,12 +98,13 @@ export const serfSourceSchema = z
     type: z.literal('serf'),
     rpcAddr: hostPort.default('127.0.0.1:7373'),
     authKey: z.string().optional(),
-    tags: z.record(z.string(), z.string()).optional(),
+    /** Tag name → regular expression the whole value must match. */
+    tags: z.record(z.string(), regexSource).optional(),
     status: z.array(z.enum(MEMBER_STATUSES)).min(1).default(['alive']),
     portTag: z.string().min(1).default('port'),
-    refreshInterval: duration.optional(),
+    refreshInterval: positiveDuration.optional(),
     resyncDelay: duration.default(100),
-    connectTimeout: duration.default(5000),
+    connectTimeout: positiveDuration.default(5000),
   })
   .strict();
 
@@ -102,8 +116,8 @@ export const dnsSourceSchema = z
     // IP addresses only: a server named by a host name would need DNS to be found.
     servers: z.array(dnsServer).min(1).optional(),
     port: z.number().int().min(1).max(65535).optional(),
-    interval: duration.refine((ms) => ms > 0, 'must be more than 0').default(5000),
-    timeout: duration.refine((ms) => ms > 0, 'must be more than 0').default(2000),
+    interval: positiveDuration.default(5000),
+    timeout: positiveDuration.default(2000),
   })
   .strict()
   .refine((s) => !(s.record === 'SRV' && s.port !== undefined), {
@@ -136,6 +150,8 @@ const haproxyReload = z
         masterSocket: z.string().min(1),
         /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. */
         method: z.enum(['cli', 'signal']).default('cli'),
+        /** For `signal`: the master's pid file (`-p`); without it the pid comes from `show proc`. */
+        pidFile: z.string().min(1).optional(),
         /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
         bindGuard: z.boolean().default(true),
       })
@@ -193,7 +209,7 @@ export const configSchema = z
     /** The status endpoint (`/health`, `/ready`, `/metrics`). Off unless given; loopback by default. */
     http: z.object({ listen: listenAddress.default('127.0.0.1:9465') }).strict().optional(),
     /** How often to warn while a template waits for a source's first snapshot. */
-    warnInterval: duration.default(10_000),
+    warnInterval: duration.refine((ms) => ms >= 100, 'must be at least 100ms').default(10_000),
   })
   .strict()
   .superRefine(

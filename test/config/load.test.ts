@@ -170,3 +170,29 @@ describe('loadConfig', () => {
     expect(config.sources.mine).toBe(source);
   });
 });
+
+describe('perms in YAML and JSON configs', () => {
+  let dir2: string;
+  let done: () => Promise<void>;
+  beforeEach(async () => {
+    ({ path: dir2, cleanup: done } = await tempDir());
+  });
+  afterEach(async () => done());
+
+  it('refuses a numeric mode, which YAML would misread, and accepts a quoted one', async () => {
+    const yaml = (perms: string) => `sources:\n  a: { type: file, path: m.yaml }\ntemplates:\n  - { contents: x, destination: out, perms: ${perms} }\n`;
+    await writeFile(join(dir2, 'c.yaml'), yaml('0440'));
+    const error = await loadConfig('c.yaml', { cwd: dir2 }).then(
+      () => undefined,
+      (err: unknown) => err as ConfigError,
+    );
+    expect(error?.issues).toEqual([{ path: 'templates[0].perms', message: 'write the mode as a quoted octal string, e.g. "0440": a number is ambiguous in YAML and JSON' }]);
+    await writeFile(join(dir2, 'c.yaml'), yaml('"0440"'));
+    expect((await loadConfig('c.yaml', { cwd: dir2 })).templates[0]!.perms).toBe(0o440);
+  });
+
+  it('accepts a number in a TypeScript config, where 0o440 is unambiguous', async () => {
+    await writeFile(join(dir2, 'renderer.config.ts'), `export default { sources: { a: { type: 'file', path: 'm' } }, templates: [{ contents: 'x', destination: 'o', perms: 0o440 }] };\n`);
+    expect((await loadConfig(undefined, { cwd: dir2 })).templates[0]!.perms).toBe(0o440);
+  });
+});
