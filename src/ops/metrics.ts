@@ -20,8 +20,19 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 export function createMetrics(renderer: Renderer, version: string): RendererMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
-  const counter = (name: string, help: string, label: string) =>
-    new Counter({ name: METRIC_PREFIX + name, help, labelNames: [label], registers: [registry] });
+  // Every series exists from the start at 0, so that `increase()` sees the first event too.
+  const labelValues = (label: 'template' | 'source'): string[] =>
+    label === 'template' ? renderer.templateStatus().map((t) => t.template) : renderer.sourceStatus().map((s) => s.name);
+  const counter = (name: string, help: string, label: 'template' | 'source') =>
+    new Counter({
+      name: METRIC_PREFIX + name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        for (const value of labelValues(label)) this.inc({ [label]: value }, 0);
+      },
+    });
 
   const rendered = counter('renders_total', 'Renders that installed new content.', 'template');
   const unchanged = counter('unchanged_total', 'Renders whose content equalled the file on disk (nothing written).', 'template');
@@ -33,7 +44,7 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
   const sourceErrors = counter('source_errors_total', 'Errors reported by a source.', 'source');
   const renderDuration = new Histogram({
     name: `${METRIC_PREFIX}render_duration_seconds`,
-    help: 'Time from the start of a render to the installed (or unchanged) file, commands excluded.',
+    help: 'Time to render a template, compare it with the file and install it (check command included, reload not).',
     labelNames: ['template'],
     buckets: DURATION_BUCKETS,
     registers: [registry],
@@ -69,7 +80,7 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
   });
   new Gauge({
     name: `${METRIC_PREFIX}source_last_snapshot_age_seconds`,
-    help: 'Seconds since the source last delivered a good snapshot (since its start when it never did).',
+    help: 'Seconds since the source last looked successfully, changed or not (since its start when it never did).',
     labelNames: ['source'],
     registers: [registry],
     collect() {
@@ -100,7 +111,10 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
       rendered.inc({ template: e.template });
       renderDuration.observe({ template: e.template }, e.durationMs / 1000);
     },
-    unchanged: (e: { template: string }) => unchanged.inc({ template: e.template }),
+    unchanged: (e: { template: string; durationMs: number }) => {
+      unchanged.inc({ template: e.template });
+      renderDuration.observe({ template: e.template }, e.durationMs / 1000);
+    },
     guarded: (e: { template: string }) => guarded.inc({ template: e.template }),
     checkFailed: (e: { template: string }) => checkFailed.inc({ template: e.template }),
     reloaded: (e: { templates: string[]; command: string; durationMs: number }) => {

@@ -29,7 +29,7 @@ export interface RendererEvents {
   /** New content was installed (before its reload, if any). */
   rendered: [event: { template: string; destination: string; members: number; backupPath?: string; durationMs: number }];
   /** A render produced exactly what the file already holds: nothing written, nothing run. */
-  unchanged: [event: { template: string; destination: string; members: number }];
+  unchanged: [event: { template: string; destination: string; members: number; durationMs: number }];
   /** A guard (`minMembers`, `maxShrink`) refused the render; the previous file stays. */
   guarded: [event: { template: string; reason: string; error: TemplateRunError }];
   /** The check command rejected the candidate; it was not installed. */

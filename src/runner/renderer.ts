@@ -8,6 +8,7 @@ import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { restore } from '../output/install.js';
 import { createSource, isSource } from '../sources/index.js';
+import type { Source } from '../sources/types.js';
 import type { RendererEvents, TemplateResult } from './events.js';
 import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
 import { Roster, type SourceStatus } from './roster.js';
@@ -174,20 +175,23 @@ export class Renderer extends EventEmitter<RendererEvents> {
 
   private async swap(config: ResolvedConfig): Promise<void> {
     const previous = this.config;
-    const kept: string[] = [];
-    for (const name of this.roster.names()) {
+    const running = this.roster.names();
+    const kept = running.filter((name) => {
       const before = previous.sources[name];
       const after = config.sources[name];
-      if (before !== undefined && after !== undefined && sameSource(before, after)) kept.push(name);
-      else await this.roster.remove(name);
-    }
+      return before !== undefined && after !== undefined && sameSource(before, after);
+    });
+    // Build the new sources before touching anything: one that refuses its options (it throws) leaves the
+    // previous config running as it was.
+    const fresh = this.running ? this.createSources(config, new Set(kept)) : new Map<string, Source>();
+    for (const name of running) if (!kept.includes(name)) await this.roster.remove(name);
     const memories = new Map([...this.templates].map(([name, t]) => [name, t.memory]));
     this.config = config;
     this.templates = this.createTemplates(config, memories);
     if (this.running) {
       this.startWaitWarnings();
       // Kept sources deliver no new first snapshot: the caller renders from what they have.
-      await this.startSources(config);
+      await this.addSources(fresh);
     }
     this.logger.info({ templates: config.templates.length, sources: Object.keys(config.sources).length, keptSources: kept }, 'config reloaded');
   }
@@ -253,12 +257,18 @@ export class Renderer extends EventEmitter<RendererEvents> {
 
   /** Starts the config's sources that are not running yet. */
   private async startSources(config: ResolvedConfig): Promise<void> {
-    const running = new Set(this.roster.names());
-    await Promise.all(
-      Object.entries(config.sources)
-        .filter(([name]) => !running.has(name))
-        .map(([name, sourceConfig]) => this.roster.add(name, createSource(name, sourceConfig, this.logger))),
-    );
+    await this.addSources(this.createSources(config, new Set(this.roster.names())));
+  }
+
+  /** Builds the config's sources, but those named in `skip`. Throws when a source refuses its options. */
+  private createSources(config: ResolvedConfig, skip: ReadonlySet<string>): Map<string, Source> {
+    const sources = new Map<string, Source>();
+    for (const [name, sourceConfig] of Object.entries(config.sources)) if (!skip.has(name)) sources.set(name, createSource(name, sourceConfig, this.logger));
+    return sources;
+  }
+
+  private async addSources(sources: ReadonlyMap<string, Source>): Promise<void> {
+    await Promise.all([...sources].map(([name, source]) => this.roster.add(name, source)));
   }
 
   private onSourceChange(source: string): void {
@@ -356,7 +366,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
     switch (outcome.status) {
       case 'unchanged':
         log.debug({ members: outcome.members }, `${destination} unchanged`);
-        this.emit('unchanged', { template: name, destination, members: outcome.members });
+        this.emit('unchanged', { template: name, destination, members: outcome.members, durationMs: base.durationMs });
         return { ...base, status: 'unchanged', changed: false };
       case 'dry':
         return { ...base, status: 'dry', changed: outcome.changed, content: outcome.content, diff: outcome.diff };

@@ -11,7 +11,7 @@ export interface SourceStatus {
   /** False after an error, true again after the next good snapshot (or an unchanged look). */
   readonly up: boolean;
   readonly lastError: Error | undefined;
-  /** When the last good snapshot arrived (ms since epoch). */
+  /** When the source last looked successfully, whether or not the members changed (ms since epoch). */
   readonly lastSnapshotAt: number | undefined;
   /** When the source was started (ms since epoch). */
   readonly startedAt: number;
@@ -105,6 +105,8 @@ export class Roster {
     try {
       await source.start((members) => {
         gate(members);
+        // Every good look counts, changed or not: this is how fresh the snapshot is.
+        if (this.entries.get(name) === entry) entry.status.lastSnapshotAt = Date.now();
         // A source that looked and found nothing new is still up.
         if (this.entries.get(name) === entry && !entry.status.up && entry.status.members !== undefined) {
           entry.status.up = true;

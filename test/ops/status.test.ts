@@ -60,6 +60,9 @@ describe('status endpoint', () => {
     expect(sample(text, 'rosterd_renders_total{template="app"}')).toBe(1);
     expect(sample(text, 'rosterd_source_members{source="web"}')).toBe(2);
     expect(sample(text, 'rosterd_source_up{source="web"}')).toBe(1);
+    // Every counter series exists from the start, at 0.
+    expect(sample(text, 'rosterd_check_failures_total{template="app"}')).toBe(0);
+    expect(sample(text, 'rosterd_source_errors_total{source="web"}')).toBe(0);
     expect(text).toContain('rosterd_process_resident_memory_bytes');
     expect(text).toContain('rosterd_render_duration_seconds_bucket{le="0.005",template="app"}');
     // "flaky" failed its reload: not ready.

@@ -283,3 +283,23 @@ describe('start/stop (the daemon engine)', () => {
     await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')) === 'v2 1', 'a render with the new template');
   });
 });
+
+describe('reload() with a source that refuses its options', () => {
+  it('changes nothing: the previous sources and templates keep running', async () => {
+    await writeMembers(members('a'));
+    const r = await make();
+    await r.start();
+    await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8').catch(() => '')).includes('server a'), 'first render');
+    const next = await loadConfig(
+      defineConfig({
+        sources: { web: { type: 'file', path: 'members.json' }, broken: { type: 'serf', rpcAddr: '127.0.0.1:1' } },
+        templates: [{ contents: 'v2', destination: 'out/app.cfg' }],
+      }),
+      { baseDir: dir },
+    );
+    (next.sources as Record<string, unknown>).broken = { type: 'serf', rpcAddr: 'not an address', status: ['alive'], portTag: 'port', resyncDelay: 0, connectTimeout: 1 };
+    await expect(r.reload(next)).rejects.toThrow(/rpcAddr/);
+    await writeMembers(members('a', 'b'));
+    await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')).includes('server b'), 'the old template still renders');
+  });
+});
