@@ -6,8 +6,12 @@ import type { ConfigIssue } from '../errors.js';
  * (`templates[0].wait.min`), one issue per unknown key with the closest known key as a suggestion.
  */
 export function toConfigIssues(error: z.ZodError, schema: z.ZodType, input: unknown): ConfigIssue[] {
+  return convert(error.issues, schema, input);
+}
+
+function convert(zodIssues: readonly z.core.$ZodIssue[], schema: z.ZodType, input: unknown): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
-  for (const issue of error.issues) {
+  for (const issue of zodIssues) {
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeysAt(schema, issue.path, input);
       for (const key of issue.keys) {
@@ -15,19 +19,17 @@ export function toConfigIssues(error: z.ZodError, schema: z.ZodType, input: unkn
         const hint = guess ? ` — did you mean "${guess}"?` : known.length > 0 ? ` (known keys: ${known.join(', ')})` : '';
         issues.push({ path: formatPath([...issue.path, key]), message: `unknown key${hint}` });
       }
-      continue;
-    }
-    if (issue.code === 'invalid_union') {
+    } else if (issue.code === 'invalid_union') {
       // Report the branch that fits the value's shape (a source config's "type"), not every alternative.
       const branch = pickUnionBranch(issue, input);
-      if (branch) {
-        issues.push(...branch.map((i) => ({ path: formatPath([...issue.path, ...i.path]), message: humanMessage(i) })));
-      } else {
-        issues.push({ path: formatPath(issue.path), message: unionMessage(issue, valueAt(input, issue.path)) });
-      }
-      continue;
+      if (branch) issues.push(...convert(branch.map((i) => ({ ...i, path: [...issue.path, ...i.path] })), schema, input));
+      else issues.push({ path: formatPath(issue.path), message: unionMessage(issue, valueAt(input, issue.path)) });
+    } else if (issue.code === 'invalid_key') {
+      // A record key (a source name) that breaks the naming rule: say the rule.
+      issues.push({ path: formatPath(issue.path), message: issue.issues[0]?.message ?? issue.message });
+    } else {
+      issues.push({ path: formatPath(issue.path), message: humanMessage(issue) });
     }
-    issues.push({ path: formatPath(issue.path), message: humanMessage(issue) });
   }
   return issues;
 }
@@ -71,7 +73,7 @@ function pickUnionBranch(issue: z.core.$ZodIssueInvalidUnion, input: unknown): z
     (branch) =>
       !branch.some(
         (i) =>
-          (i.path.length === 0 && (i.code === 'invalid_type' || i.code === 'invalid_value' || i.code === 'custom')) ||
+          (i.path.length === 0 && (i.code === 'invalid_type' || i.code === 'invalid_value' || i.code === 'invalid_union' || i.code === 'custom')) ||
           (i.path.length === 1 && i.path[0] === 'type' && i.code !== 'unrecognized_keys'),
       ),
   );

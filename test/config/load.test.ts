@@ -85,6 +85,18 @@ describe('loadConfig', () => {
     expect(error.message).toContain('7 problems');
   });
 
+  it('explains source names and the branch of a union the value was meant for', async () => {
+    const error = await configError({
+      sources: { 'bad name': { type: 'file', path: 'x' } },
+      templates: [{ contents: 'x', destination: 'o', reload: { haproxy: { masterSockt: '/run/m.sock' } } }],
+    } as never);
+    expect(error.issues).toEqual([
+      { path: 'sources["bad name"]', message: 'a source name starts with a letter or "_" and holds only letters, digits, "_" and "-"' },
+      { path: 'templates[0].reload.haproxy.masterSocket', message: 'required' },
+      { path: 'templates[0].reload.haproxy.masterSockt', message: 'unknown key — did you mean "masterSocket"?' },
+    ]);
+  });
+
   it('names a missing required key', async () => {
     const error = await configError({ sources: { a: { type: 'file', path: 'x' } }, templates: [{ contents: 'x' }] } as never);
     expect(error.issues).toEqual([{ path: 'templates[0].destination', message: 'required' }]);
