@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { commandFailure, type Reloader } from '../commands/reloader.js';
 import { runCommand } from '../commands/run.js';
@@ -20,12 +21,14 @@ import type { Member } from '../sources/types.js';
 export interface TemplateMemory {
   /** Identities (`source/name`) of the members last installed or found already on disk. */
   lastMembers?: ReadonlySet<string>;
+  /** SHA-256 of the bytes those members rendered to: tells whether the file is still the one they describe. */
+  lastDigest?: string;
 }
 
 export type StepOutcome =
   | { status: 'unchanged'; members: number }
   | { status: 'dry'; members: number; changed: boolean; content: string; diff: string }
-  | { status: 'installed'; members: number; previous: CurrentFile | undefined; backupPath?: string; memberIds: ReadonlySet<string> }
+  | { status: 'installed'; members: number; previous: CurrentFile | undefined; backupPath?: string }
   | { status: 'failed'; members: number; error: RosterdError; stage: 'render' | 'guard' | 'check' | 'install' };
 
 /** Renders and installs one template from the current snapshots. Never throws for an expected failure. */
@@ -51,10 +54,6 @@ export async function renderAndInstall(
     return fail('render', err);
   }
 
-  const memberIds = new Set(context.members.map((m) => `${m.source}/${m.name}`));
-  const refusal = guardRefusal(template, memberIds, memory.lastMembers);
-  if (refusal) return fail('guard', new TemplateRunError('E_GUARD', template.name, refusal));
-
   let current: CurrentFile | undefined;
   try {
     current = await readCurrent(template.destination);
@@ -63,12 +62,20 @@ export async function renderAndInstall(
   }
   const bytes = Buffer.from(content);
   const changed = !current || !current.bytes.equals(bytes);
-  if (options.dry) {
-    return { status: 'dry', members: count, changed, content, diff: changed ? unifiedDiff(template.destination, current?.bytes.toString(), content) : '' };
-  }
+  const memberIds = new Set(context.members.map((m) => `${m.source}/${m.name}`));
   if (!changed) {
-    memory.lastMembers = memberIds;
-    return { status: 'unchanged', members: count };
+    // Nothing to write, so nothing to guard; and this is now the baseline for maxShrink.
+    if (!options.dry) remember(memory, memberIds, bytes);
+    return options.dry ? { status: 'dry', members: count, changed, content, diff: '' } : { status: 'unchanged', members: count };
+  }
+
+  // maxShrink compares with what this process installed, as long as the file is still that; a file replaced
+  // meanwhile (by `render --once`, say) was accepted by someone, and there is no baseline to compare with.
+  const baseline = current && memory.lastDigest === digest(current.bytes) ? memory.lastMembers : undefined;
+  const refusal = guardRefusal(template, memberIds, baseline);
+  if (refusal) return fail('guard', new TemplateRunError('E_GUARD', template.name, refusal));
+  if (options.dry) {
+    return { status: 'dry', members: count, changed, content, diff: unifiedDiff(template.destination, current?.bytes.toString(), content) };
   }
 
   const precheck = await options.reloader?.precheck?.(current?.bytes.toString(), content);
@@ -99,8 +106,8 @@ export async function renderAndInstall(
   }
   try {
     const installed = await candidate.commit();
-    memory.lastMembers = memberIds;
-    const outcome: StepOutcome = { status: 'installed', members: count, previous: current, memberIds };
+    remember(memory, memberIds, bytes);
+    const outcome: StepOutcome = { status: 'installed', members: count, previous: current };
     if (installed.backupPath) outcome.backupPath = installed.backupPath;
     return outcome;
   } catch (err) {
@@ -126,6 +133,15 @@ export function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'ma
     }
   }
   return undefined;
+}
+
+function remember(memory: TemplateMemory, members: ReadonlySet<string>, bytes: Buffer): void {
+  memory.lastMembers = members;
+  memory.lastDigest = digest(bytes);
+}
+
+function digest(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function installOptions(template: ResolvedTemplate): { perms?: number; uid?: number; gid?: number; backup: boolean } {

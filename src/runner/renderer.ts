@@ -422,8 +422,9 @@ export class Renderer extends EventEmitter<RendererEvents> {
       }
       try {
         await restore(t.config.destination, installed.previous);
-        // The restored file is what the program runs: maxShrink compares with it from now on.
+        // The restored file's members are not known: maxShrink has no baseline until the next install.
         t.memory.lastMembers = undefined;
+        t.memory.lastDigest = undefined;
       } catch (err) {
         rolledBack = false;
         log.error({ err }, `could not restore ${t.config.destination}: ${(err as Error).message}`);

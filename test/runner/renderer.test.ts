@@ -241,6 +241,14 @@ describe('start/stop (the daemon engine)', () => {
     await waitFor(() => guarded.length === 1, 'the maxShrink guard');
     expect(guarded[0]).toContain('2 of 3 member(s) would disappear at once');
     expect(await readFile(at('out/app.cfg'), 'utf8')).toContain('server c');
+
+    // An operator accepts the shrink with a one-shot render (maxShrink does not apply there); the daemon then
+    // has no baseline for the replaced file, and follows the next change.
+    const once = await createRenderer(await loadConfig(defineConfig({ sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ contents: TEMPLATE, destination: 'out/app.cfg', maxShrink: 0.5 }] }), { baseDir: dir }));
+    expect((await once.renderOnce())[0]!.status).toBe('written');
+    await writeMembers(members('a', 'e'));
+    await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')).includes('server e '), 'the daemon follows after the accepted shrink');
+    expect(guarded).toHaveLength(1);
   });
 
   it('a burst of changes inside wait.min gives one render and one reload', async () => {
