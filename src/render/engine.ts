@@ -109,12 +109,14 @@ function loopTagWithoutBareFilters<T extends typeof ForTag | typeof TablerowTag>
 function toTemplateError(code: 'E_TEMPLATE' | 'E_RENDER', name: string, file: string, err: unknown): TemplateError {
   const where: { template: string; file: string; line?: number; column?: number } = { template: name, file };
   let reason = err instanceof Error ? err.message : String(err);
-  const token = (err as { token?: { getPosition?: () => number[]; file?: string } }).token;
+  const token = (err as { token?: { getPosition?: () => number[]; file?: string; props?: { file?: string }[] } }).token;
   if (token?.getPosition) {
     const [line, column] = token.getPosition();
     where.line = line;
     where.column = column;
-    if (token.file) where.file = token.file;
+    // A variable's token carries its file on its parts: that is how an error inside a partial names the partial.
+    const file = token.file ?? token.props?.find((p) => p.file)?.file;
+    if (file) where.file = file;
   }
   // liquidjs appends ", file:…, line:…, col:…" to its messages; we print the position our own way.
   reason = reason.replace(/, file:.*$/s, '').replace(/, line:\d+, col:\d+$/, '');

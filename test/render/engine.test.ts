@@ -1,8 +1,11 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TemplateError } from '../../src/errors.js';
 import { buildContext } from '../../src/render/context.js';
 import { compileTemplate, hasBareFilter, renderTemplate } from '../../src/render/engine.js';
 import type { Member } from '../../src/sources/types.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const compile = (text: string, strict = true) => compileTemplate({ name: 't', text, file: '/tpl/t.liquid', root: '/tpl', strict });
 const m = (name: string, extra: Partial<Member> = {}): Member => ({ name, address: '10.0.0.1', tags: {}, status: 'alive', source: 'a', ...extra });
@@ -108,5 +111,27 @@ describe('render engine', () => {
   it('exposes each source separately', async () => {
     const context = buildContext(new Map([['a', [m('x')]], ['b', [m('y', { source: 'b' })]]]), ['a', 'b'], []);
     expect(await renderTemplate(compile('{{ sources.a | size }}{{ sources.b[0].name }}{{ members | size }}'), context)).toBe('1y2');
+  });
+});
+
+describe('partials', () => {
+  it('render next to the template, and an error inside one names the partial', async () => {
+    const dir = await tempDir();
+    try {
+      await writeFile(join(dir.path, 'server.liquid'), 'server {{ m.name }}\n');
+      await writeFile(join(dir.path, 'broken.liquid'), 'ok\nline {{ nope }}\n');
+      const main = compileTemplate({ name: 't', text: '{% for m in members %}{% render "server.liquid", m: m %}{% endfor %}', file: join(dir.path, 'main.liquid'), strict: true });
+      expect(await renderTemplate(main, { members: [m('a'), m('b')] })).toBe('server a\nserver b\n');
+      const bad = compileTemplate({ name: 't', text: 'x\n{% render "broken.liquid" %}', file: join(dir.path, 'main.liquid'), strict: true });
+      const error = await renderTemplate(bad, {}).then(
+        () => undefined,
+        (err: unknown) => err as TemplateError,
+      );
+      expect(error?.file).toBe(join(dir.path, 'broken.liquid'));
+      expect(error?.line).toBe(2);
+      expect(error?.message).toContain(`${join(dir.path, 'broken.liquid')}:2:`);
+    } finally {
+      await dir.cleanup();
+    }
   });
 });
