@@ -1,4 +1,6 @@
 import type { ReloadConfig } from '../config/schema.js';
+import { findBindClashes } from '../haproxy/bind-guard.js';
+import { reloadHaproxy } from '../haproxy/reload.js';
 import { describeCommand, runCommand } from './run.js';
 
 /** How a reload went. */
@@ -9,6 +11,8 @@ export interface ReloadOutcome {
   durationMs: number;
   exitCode?: number;
   timedOut?: boolean;
+  /** The end of the command's output, for the log of a failure. */
+  output?: string;
 }
 
 /**
@@ -33,15 +37,12 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
       key: `haproxy:${masterSocket}`,
       description: `haproxy ${method === 'cli' ? 'master CLI reload' : 'SIGUSR2'} via ${masterSocket}`,
       async run() {
-        // Loaded on first use: only HAProxy users need it.
-        const { reloadHaproxy } = await import('../haproxy/reload.js');
         const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout, ...(pidFile === undefined ? {} : { pidFile }) });
         return { ok: result.ok, reason: result.reason, durationMs: result.durationMs };
       },
     };
     if (bindGuard) {
       reloader.precheck = async (previous, candidate) => {
-        const { findBindClashes } = await import('../haproxy/bind-guard.js');
         const clashes = await findBindClashes(previous, candidate);
         return clashes.length > 0 ? `new bind address already in use: ${clashes.join(', ')}` : undefined;
       };
@@ -54,7 +55,7 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
     description: describeCommand(reload, placeholders),
     async run(onLine) {
       const result = await runCommand(reload, { placeholders, timeout: options.timeout, cwd: options.cwd, onLine });
-      const outcome: ReloadOutcome = { ok: result.ok, durationMs: result.durationMs, timedOut: result.timedOut };
+      const outcome: ReloadOutcome = { ok: result.ok, durationMs: result.durationMs, timedOut: result.timedOut, output: result.output };
       if (result.exitCode !== undefined) outcome.exitCode = result.exitCode;
       if (!result.ok) outcome.reason = commandFailure(result);
       return outcome;
@@ -62,7 +63,16 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
   };
 }
 
-/** One line saying how a command failed: exit code, signal, timeout or spawn error, plus its last output line. */
+/** Logs a failed command's output, line by line: streamed at debug level while it ran, it matters now. */
+export function logFailedOutput(log: { warn: (msg: string) => void }, output: string | undefined): void {
+  for (const line of (output ?? '').split('\n')) if (line.trim() !== '') log.warn(line);
+}
+
+/**
+ * One line saying how a command failed: exit code, signal, timeout or spawn error, and the output line that
+ * most likely says why: the first one that reads as an error (HAProxy's `[ALERT] ... [file:line]`), else the
+ * last one.
+ */
 export function commandFailure(result: { exitCode?: number; signal?: string; timedOut: boolean; error?: string; output: string; durationMs: number }): string {
   const how = result.timedOut
     ? `timed out after ${result.durationMs} ms`
@@ -71,6 +81,10 @@ export function commandFailure(result: { exitCode?: number; signal?: string; tim
       : result.signal
         ? `killed by ${result.signal}`
         : `exited with code ${result.exitCode}`;
-  const last = result.output.trim().split('\n').at(-1)?.trim();
-  return last ? `${how}: ${last}` : how;
+  const lines = result.output
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const why = lines.find((line) => line.includes('[ALERT]')) ?? lines.find((line) => /\b(?:error|fatal)\b/i.test(line)) ?? lines.at(-1);
+  return why ? `${how}: ${why}` : how;
 }

@@ -146,13 +146,13 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
 
 // --- internal ---
 
-/** `rosterd` and `rosterd/serf` as this copy's own modules (built `.js`, or `.ts` when run from source). */
+/** `rosterd`, `rosterd/serf` and `rosterd/haproxy` as this copy's own modules (built `.js`, or `.ts` when run from source). */
 function selfAliases(): Record<string, string> {
   const own = (path: string): string => {
     const js = fileURLToPath(new URL(`${path}.js`, import.meta.url));
     return existsSync(js) ? js : js.replace(/\.js$/, '.ts');
   };
-  return { 'rosterd/serf': own('../serf/index'), rosterd: own('../index') };
+  return { 'rosterd/serf': own('../serf/index'), 'rosterd/haproxy': own('../haproxy/index'), rosterd: own('../index') };
 }
 
 /** The HAProxy reloader's socket and pid file are paths too: relative to the config file. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
-import { commandFailure, type Reloader } from '../commands/reloader.js';
+import { commandFailure, logFailedOutput, type Reloader } from '../commands/reloader.js';
 import { runCommand } from '../commands/run.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { RosterdError, TemplateRunError } from '../errors.js';
@@ -93,10 +93,11 @@ export async function renderAndInstall(
       placeholders: { candidate: candidate.path, destination: template.destination },
       timeout: template.timeout,
       cwd: dirname(template.destination),
-      onLine: (stream, line) => log.info({ stream }, line),
+      onLine: (stream, line) => log.debug({ stream }, line),
     });
     if (!result.ok) {
       await candidate.discard();
+      logFailedOutput(log, result.output);
       const error = new TemplateRunError('E_CHECK_FAILED', template.name, `check ${result.command} ${commandFailure(result)}; ${template.destination} left as it was`, {
         exitCode: result.exitCode,
         timedOut: result.timedOut,

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { createReloader, type Reloader } from '../commands/reloader.js';
+import { createReloader, logFailedOutput, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
@@ -24,6 +24,11 @@ export interface RenderOnceOptions {
   dry?: boolean;
   /** How long to wait for each source's first snapshot, in ms. Default 30 s. */
   timeout?: number;
+  /**
+   * Run the reload commands after installing. Default true; false installs (after the check) and reloads
+   * nothing, e.g. to write a first config before the program that reads it is started.
+   */
+  reload?: boolean;
 }
 
 /** A template's runtime state in a renderer. */
@@ -146,7 +151,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
         this.logger.child({ template: t.config.name }).error({ code: error.code }, `not rendered: ${error.message}`);
         results.set(t.config.name, failedResult(t.config, error, 0, 0));
       }
-      for (const result of await this.runBatch(ready, { dry })) results.set(result.template, result);
+      for (const result of await this.runBatch(ready, { dry, reload: options.reload ?? true })) results.set(result.template, result);
       return [...this.templates.values()].map((t) => results.get(t.config.name)!);
     } finally {
       if (ownSources) await this.roster.stop();
@@ -293,7 +298,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       this.batchTimer = undefined;
       const batch = [...this.pendingBatch];
       this.pendingBatch.clear();
-      const run = this.runBatch(batch, { dry: false })
+      const run = this.runBatch(batch, { dry: false, reload: true })
         .then(() => undefined)
         .catch((err: unknown) => {
           this.logger.error({ err }, `unexpected error in a render batch: ${(err as Error).message}`);
@@ -311,7 +316,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   }
 
   /** Renders and installs each template of a batch, then runs each distinct reload once. */
-  private async runBatch(batch: TemplateRuntime[], options: { dry: boolean }): Promise<TemplateResult[]> {
+  private async runBatch(batch: TemplateRuntime[], options: { dry: boolean; reload: boolean }): Promise<TemplateResult[]> {
     const snapshots = this.roster.snapshots();
     for (const t of batch) {
       t.running = true;
@@ -331,7 +336,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       for (const { t, outcome, started } of steps) {
         const result = this.report(t, outcome, performance.now() - started);
         results.set(t, result);
-        if (outcome.status === 'installed' && t.reloader) {
+        if (outcome.status === 'installed' && t.reloader && options.reload) {
           const group = toReload.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
           group.items.push({ t, outcome });
           toReload.set(t.reloader.key, group);
@@ -398,10 +403,10 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const names = items.map(({ t }) => t.config.name);
     const log = this.logger.child({ template: names.join(','), command: 'reload' });
     const previousLock = this.reloadLocks.get(reloader.key) ?? Promise.resolve();
-    const run = previousLock.then(() => reloader.run((stream, line) => log.info({ stream }, line)));
+    const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line)));
     const lock = run.catch(() => undefined);
     this.reloadLocks.set(reloader.key, lock);
-    let outcome;
+    let outcome: ReloadOutcome;
     try {
       outcome = await run;
     } catch (err) {
@@ -414,6 +419,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       this.emit('reloaded', { templates: names, command: reloader.description, durationMs: outcome.durationMs });
       return undefined;
     }
+    logFailedOutput(log, outcome.output);
     let rolledBack = true;
     for (const { t, outcome: installed } of items) {
       if (!t.config.rollback) {

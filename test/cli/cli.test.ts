@@ -68,6 +68,22 @@ describe('rosterd CLI', () => {
     expect(await readFile(at('out.cfg'), 'utf8')).toBe('server old 10.0.0.9:80\n');
   });
 
+  it('render --once --no-reload installs after the check and runs no reload', async () => {
+    await setup({ check: `test -s {{candidate}}`, reload: `touch ${at('reloaded')}` });
+    const run = await runCli(['render', '--once', '--no-reload'], { cwd: dir });
+    expect(run.code).toBe(0);
+    expect(await readFile(at('out.cfg'), 'utf8')).toBe('server a 10.0.0.1:80\n');
+    await expect(stat(at('reloaded'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a failed check names the line that says why, and logs the command output', async () => {
+    await setup({ check: ['sh', '-c', 'echo "[NOTICE] starting"; echo "[ALERT] config : [x.cfg:3] : bad server" >&2; echo "Fatal errors found"; exit 1'] });
+    const run = await runCli(['render', '--once'], { cwd: dir });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('exited with code 1: [ALERT] config : [x.cfg:3] : bad server');
+    expect(run.stderr).toContain('Fatal errors found');
+  });
+
   it('exit 1 when a template fails at run time (check refused it), and the old file stays', async () => {
     await setup({ check: [join(BIN_DIR, 'exit-with'), '1', 'config check failed'] });
     await writeFile(at('out.cfg'), 'old\n');

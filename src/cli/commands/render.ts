@@ -10,6 +10,7 @@ interface RenderOptions {
   once?: boolean;
   dry?: boolean;
   diff?: boolean;
+  reload: boolean;
   timeout: number;
 }
 
@@ -24,6 +25,7 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
     .option('--once', 'render once and exit (required: the daemon is `rosterd run`)')
     .option('--dry', 'print what would be written (path and content); write and run nothing')
     .option('--diff', 'like --dry, but print a unified diff against the file on disk')
+    .option('--no-reload', 'install (after the check) but run no reload, e.g. before the service that reads the file is started')
     .addOption(new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout')))
     .action(async (options: RenderOptions, command: Command) => {
       if (!options.once) throw usageError('render needs --once (to keep rendering on changes, run `rosterd run`)');
@@ -31,7 +33,7 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
       const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
       const renderer = new Renderer(config, { logger: ctx.logger });
       const dry = Boolean(options.dry || options.diff);
-      const results = await renderer.renderOnce({ dry, timeout: options.timeout });
+      const results = await renderer.renderOnce({ dry, timeout: options.timeout, reload: options.reload });
       let exit: number = ExitCode.OK;
       for (const result of results) {
         if (result.status === 'dry') {
