@@ -68,7 +68,7 @@ describe('rosterd run (daemon)', () => {
 
   it('a burst of edits inside wait.min gives one render and one reload', async () => {
     await writeMembers('a');
-    await writeConfig({ wait: { min: '500ms', max: '5s' }, reload: `echo reload >> ${at('reloads')}` });
+    await writeConfig({ wait: { min: '1500ms', max: '10s' }, reload: `echo reload >> ${at('reloads')}` });
     daemon = startDaemon([], { cwd: dir });
     await waitFor(async () => (await reloadCount()) === 1, 'the first render and reload');
     const since = daemon.logs.length;

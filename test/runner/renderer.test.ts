@@ -253,7 +253,7 @@ describe('start/stop (the daemon engine)', () => {
 
   it('a burst of changes inside wait.min gives one render and one reload', async () => {
     await writeMembers(members('a'));
-    const r = await make({ wait: { min: '300ms', max: '5s' }, reload: countingReload() });
+    const r = await make({ wait: { min: '1s', max: '10s' }, reload: countingReload() });
     let rendered = 0;
     r.on('rendered', () => rendered++);
     await r.start();
