@@ -317,7 +317,6 @@ cat > /dev/null
 serf members -rpc-addr="$RPC" -status=alive -tag role=web -format=json | node "$DIR/to-members.mjs" > "$DIR/members.json"
 node "$ROSTERD" render --once -c "$DIR/renderer.config.json" 2>> "$DIR/handler.log"
 haproxy -D -f "$DIR/haproxy.cfg" -p "$DIR/haproxy.pid" -sf $(cat "$DIR/haproxy.pid")
-cat "$DIR/haproxy.pid" >> "$DIR/pids"
 echo restart >> "$DIR/restarts"
 `,
     { mode: 0o755 },
@@ -330,7 +329,6 @@ echo restart >> "$DIR/restarts"
     await writeFile(join(dir, 'members.json'), JSON.stringify(members.map((m) => ({ name: m.name, address: m.addr.replace(/:\d+$/, ''), port: Number(m.tags.port), tags: m.tags }))));
     await execFileAsync(process.execPath, [BIN, 'render', '--once', '-c', join(dir, 'renderer.config.json')], { env });
     await execFileAsync('haproxy', ['-D', '-f', join(dir, 'haproxy.cfg'), '-p', join(dir, 'haproxy.pid')], { env });
-    await writeFile(join(dir, 'pids'), await readFile(join(dir, 'haproxy.pid'), 'utf8'));
   };
   await first();
   const agent: ChildProcess = spawn(
@@ -345,14 +343,23 @@ echo restart >> "$DIR/restarts"
     httpPort,
     restarts,
     async stop() {
+      const exited = new Promise((resolve) => agent.once('exit', resolve));
       agent.kill('SIGKILL');
-      for (const pid of new Set(await readLines(join(dir, 'pids')))) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // Already gone (an old process that finished its connections).
-        }
-      }
+      await exited;
+      // A handler that was running when the agent died still starts its HAProxy (daemonized, in a session of
+      // its own): match every HAProxy of this directory by its command line until none is left.
+      const config = join(dir, 'haproxy.cfg');
+      await waitFor(
+        async () => {
+          await execFileAsync('pkill', ['-KILL', '-f', config]).catch(() => undefined);
+          return execFileAsync('pgrep', ['-f', config]).then(
+            () => false,
+            () => true,
+          );
+        },
+        'every baseline HAProxy to be gone',
+        { timeout: 10_000, interval: 200 },
+      );
     },
   };
 }
