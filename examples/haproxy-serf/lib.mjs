@@ -1,6 +1,6 @@
 /**
  * What the lab's scripts share: a small process supervisor (the Docker images run it as their entry point, the
- * native lab runs the very same one), a HAProxy master CLI client, and a few probes.
+ * native lab runs the very same one), HAProxy's master CLI through rosterd's client, and a few probes.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -145,20 +145,14 @@ export async function waitFor(probe, what, { timeout = 10_000, interval = 25 } =
 }
 
 /**
- * One command on HAProxy's master CLI (`-S <socket>`), as `echo CMD | socat <socket> -` does it: the write
- * side is half-closed after the command, without which an `@1 …` command forwarded to the worker can hang.
+ * One command on HAProxy's master CLI (`-S <socket>`), with rosterd's own client: it half-closes the write side
+ * as `socat` does (an `@1 …` command forwarded to the worker can hang otherwise) and retries while the socket
+ * is briefly gone during a reload.
  */
-export function masterCli(socket, command, timeout = 2000) {
-  return new Promise((resolve, reject) => {
-    const conn = connect(socket);
-    let reply = '';
-    conn.setEncoding('utf8');
-    conn.setTimeout(timeout, () => conn.destroy(new Error(`"${command}" on ${socket} timed out`)));
-    conn.on('connect', () => conn.end(`${command}\n`));
-    conn.on('data', (text) => (reply += text));
-    conn.on('error', reject);
-    conn.on('close', () => resolve(reply));
-  });
+export async function masterCli(socket, command, timeout = 2000) {
+  // Imported on first use, so that `lab.mjs` can still explain how to build rosterd when it is not built.
+  const { masterCliCommand } = await import('rosterd/haproxy');
+  return masterCliCommand(socket, command, { timeout });
 }
 
 /** True when something accepts TCP connections on host:port. */
