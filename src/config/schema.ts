@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { MEMBER_STATUSES, type Source } from '../sources/types.js';
+import { isSource, MEMBER_STATUSES, type Source } from '../sources/types.js';
 import { parseDuration } from './duration.js';
 
 /**
@@ -127,11 +127,7 @@ export const dnsSourceSchema = z
 
 /** A `Source` object plugged in by a library user instead of a source config. */
 const customSource = z.custom<Source>(
-  (value) =>
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as Source).start === 'function' &&
-    typeof (value as Source).stop === 'function',
+  isSource,
   'expected a source config with a "type" (file, serf, dns) or an object with start() and stop()',
 );
 

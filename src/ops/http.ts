@@ -30,7 +30,7 @@ export interface Readiness {
 export function readiness(renderer: Renderer): Readiness {
   const templates = renderer.templateStatus().map((t) => ({
     template: t.template,
-    ok: t.ok && !t.lastError,
+    ok: t.ready,
     ...(t.lastError ? { error: t.lastError.message } : {}),
   }));
   const sources = renderer.sourceStatus().map((s) => ({

@@ -96,7 +96,7 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
     registers: [registry],
     collect() {
       this.reset();
-      for (const t of renderer.templateStatus()) this.set({ template: t.template }, t.ok && !t.lastError ? 1 : 0);
+      for (const t of renderer.templateStatus()) this.set({ template: t.template }, t.ready ? 1 : 0);
     },
   });
   new Gauge({

@@ -87,9 +87,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
     return this.roster.names().map((name) => this.roster.status(name)!);
   }
 
-  /** Per template: whether it has been written or found unchanged since start, and its last error. */
-  templateStatus(): { template: string; ok: boolean; lastError: RosterdError | undefined; sources: readonly string[] }[] {
-    return [...this.templates.values()].map((t) => ({ template: t.config.name, ok: t.ok, lastError: t.lastError, sources: t.config.sources }));
+  /**
+   * Per template: `ready` when it has been written or found unchanged since start and its last render
+   * succeeded; the last error otherwise, if any.
+   */
+  templateStatus(): { template: string; ready: boolean; lastError: RosterdError | undefined; sources: readonly string[] }[] {
+    return [...this.templates.values()].map((t) => ({ template: t.config.name, ready: t.ok && !t.lastError, lastError: t.lastError, sources: t.config.sources }));
   }
 
   /**

@@ -82,18 +82,25 @@ export class Roster {
     const gate = createSnapshotGate(
       name,
       (members) => {
-        if (this.entries.get(name) !== entry) return;
-        const first = entry.status.members === undefined;
         entry.status.members = members;
-        entry.status.lastSnapshotAt = Date.now();
-        if (!entry.status.up) log.info({ members: members.length }, first ? 'first snapshot' : 'source is back');
-        entry.status.up = true;
-        entry.status.lastError = undefined;
         for (const listener of this.changeListeners) listener(name);
-        this.wakeWaiters();
       },
       (dropped) => log.warn({ member: dropped.member, reason: dropped.reason }, `member ${dropped.member} dropped: ${dropped.reason}`),
     );
+    const onSnapshot = (members: Member[]): void => {
+      // A source removed by a config reload may still deliver: it no longer counts.
+      if (this.entries.get(name) !== entry) return;
+      const first = entry.status.members === undefined;
+      gate(members);
+      // Every good look counts, changed or not: it is how fresh the snapshot is, and the source is up.
+      entry.status.lastSnapshotAt = Date.now();
+      if (!entry.status.up) {
+        log.info({ members: entry.status.members?.length }, first ? 'first snapshot' : 'source is back');
+        entry.status.up = true;
+        entry.status.lastError = undefined;
+      }
+      this.wakeWaiters();
+    };
     const onError = (error: Error): void => {
       if (this.entries.get(name) !== entry) return;
       const wrapped = RosterdError.is(error) ? error : new SourceError(name, error.message, { cause: error });
@@ -103,18 +110,7 @@ export class Roster {
       this.wakeWaiters();
     };
     try {
-      await source.start((members) => {
-        gate(members);
-        // Every good look counts, changed or not: this is how fresh the snapshot is.
-        if (this.entries.get(name) === entry) entry.status.lastSnapshotAt = Date.now();
-        // A source that looked and found nothing new is still up.
-        if (this.entries.get(name) === entry && !entry.status.up && entry.status.members !== undefined) {
-          entry.status.up = true;
-          entry.status.lastError = undefined;
-          log.info('source is back');
-          this.wakeWaiters();
-        }
-      }, onError);
+      await source.start(onSnapshot, onError);
     } catch (err) {
       onError(err as Error);
     }

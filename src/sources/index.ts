@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import { createDnsSource } from './dns.js';
 import { createFileSource } from './file.js';
 import createSerfSource from './serf.js';
-import type { Source, SourceFactory } from './types.js';
+import { isSource, type Source, type SourceFactory } from './types.js';
 
 /** The built-in source types, by the `type` written in a config. */
 const FACTORIES: { [T in SourceConfig['type']]?: SourceFactory<Extract<SourceConfig, { type: T }>> } = {
@@ -11,11 +11,6 @@ const FACTORIES: { [T in SourceConfig['type']]?: SourceFactory<Extract<SourceCon
   dns: createDnsSource,
   serf: createSerfSource,
 };
-
-/** True when `value` is a `Source` object rather than a source config. */
-export function isSource(value: SourceConfig | Source): value is Source {
-  return typeof (value as Source).start === 'function' && typeof (value as Source).stop === 'function';
-}
 
 /** Builds the source a config entry describes, or returns a plugged-in `Source` object as it is. */
 export function createSource(name: string, config: SourceConfig | Source, logger: Logger): Source {
@@ -25,4 +20,5 @@ export function createSource(name: string, config: SourceConfig | Source, logger
   return factory(name, config, { logger: logger.child({ source: name }) });
 }
 
+export { isSource } from './types.js';
 export type { Member, MemberStatus, Source, SourceContext, SourceFactory } from './types.js';

@@ -38,6 +38,11 @@ export interface Source {
   stop(): Promise<void>;
 }
 
+/** True when `value` is a `Source` object (anything with `start()` and `stop()`) rather than a source config. */
+export function isSource(value: unknown): value is Source {
+  return typeof value === 'object' && value !== null && typeof (value as Source).start === 'function' && typeof (value as Source).stop === 'function';
+}
+
 /** What a source factory gets besides its own options. */
 export interface SourceContext {
   /** A child logger already bound to `{ source: name }`. */
