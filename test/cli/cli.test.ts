@@ -78,10 +78,16 @@ describe('rosterd CLI', () => {
 
   it('a failed check names the line that says why, and logs the command output', async () => {
     await setup({ check: ['sh', '-c', 'echo "[NOTICE] starting"; echo "[ALERT] config : [x.cfg:3] : bad server" >&2; echo "Fatal errors found"; exit 1'] });
-    const run = await runCli(['render', '--once'], { cwd: dir });
+    const run = await runCli(['render', '--once', '--log-format', 'json'], { cwd: dir });
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain('exited with code 1: [ALERT] config : [x.cfg:3] : bad server');
-    expect(run.stderr).toContain('Fatal errors found');
+    const logs = run.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const failure = logs.find((l) => l.code === 'E_CHECK_FAILED');
+    expect(String(failure?.msg)).toContain('exited with code 1: [ALERT] config : [x.cfg:3] : bad server');
+    // The command's own output goes to the log, tagged with the template and the command.
+    expect(logs.find((l) => l.msg === 'Fatal errors found')).toMatchObject({ template: 'out.cfg', command: 'check', level: 40 });
   });
 
   it('exit 1 when a template fails at run time (check refused it), and the old file stays', async () => {
