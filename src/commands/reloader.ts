@@ -1,4 +1,4 @@
-import type { ReloadConfig } from '../config/schema.js';
+import { isHaproxyReload, type ReloadConfig } from '../config/schema.js';
 import { findBindClashes } from '../haproxy/bind-guard.js';
 import { reloadHaproxy } from '../haproxy/reload.js';
 import { describeCommand, runCommand } from './run.js';
@@ -13,6 +13,8 @@ export interface ReloadOutcome {
   timedOut?: boolean;
   /** The end of the command's output, for the log of a failure. */
   output?: string;
+  /** The reload may still take effect (it was triggered, not confirmed): the new file must stay. */
+  keepNewFile?: boolean;
 }
 
 /**
@@ -31,14 +33,20 @@ export interface Reloader {
 
 /** Builds the reloader a template's `reload` setting describes. */
 export function createReloader(reload: ReloadConfig, options: { destination: string; timeout: number; cwd: string }): Reloader {
-  if (typeof reload === 'object' && !Array.isArray(reload) && 'haproxy' in reload) {
+  if (isHaproxyReload(reload)) {
     const { masterSocket, method, bindGuard, pidFile } = reload.haproxy;
     const reloader: Reloader = {
       key: `haproxy:${masterSocket}`,
       description: `haproxy ${method === 'cli' ? 'master CLI reload' : 'SIGUSR2'} via ${masterSocket}`,
       async run() {
-        const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout, ...(pidFile === undefined ? {} : { pidFile }) });
-        return { ok: result.ok, reason: result.reason, durationMs: result.durationMs };
+        const started = performance.now();
+        try {
+          const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout, ...(pidFile === undefined ? {} : { pidFile }) });
+          return { ok: result.ok, reason: result.reason, durationMs: result.durationMs, keepNewFile: result.unconfirmed === true };
+        } catch (err) {
+          // The state before could not be read: nothing was triggered.
+          return { ok: false, reason: (err as Error).message, durationMs: Math.round(performance.now() - started) };
+        }
       },
     };
     if (bindGuard) {

@@ -9,7 +9,7 @@ import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
 import type { Source } from '../sources/types.js';
 import type { ConfigExport } from './define.js';
 import { formatPath, toConfigIssues } from './issues.js';
-import { configSchema, type ParsedTemplate, type SourceConfig } from './schema.js';
+import { configSchema, isHaproxyReload, type ParsedTemplate, type SourceConfig } from './schema.js';
 
 /** A template after loading: absolute paths, defaults filled, text compiled. */
 export interface ResolvedTemplate extends Omit<ParsedTemplate, 'name' | 'source' | 'contents' | 'sources'> {
@@ -157,7 +157,7 @@ function selfAliases(): Record<string, string> {
 
 /** The HAProxy reloader's socket and pid file are paths too: relative to the config file. */
 function resolveReload(reload: ParsedTemplate['reload'], at: (path: string) => string): ParsedTemplate['reload'] {
-  if (typeof reload !== 'object' || Array.isArray(reload) || !('haproxy' in reload)) return reload;
+  if (!isHaproxyReload(reload)) return reload;
   const { masterSocket, pidFile, ...rest } = reload.haproxy;
   return { haproxy: { ...rest, masterSocket: at(masterSocket), ...(pidFile === undefined ? {} : { pidFile: at(pidFile) }) } };
 }

@@ -165,6 +165,11 @@ const wait = z
     return { min: value.min, max };
   });
 
+/** True when a template's `reload` is the built-in HAProxy reloader rather than a command. */
+export function isHaproxyReload(reload: unknown): reload is z.output<typeof haproxyReload> {
+  return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
+}
+
 export const templateSchema = z
   .object({
     /** Names the template in logs, events and metrics. Default: the destination's file name. */
@@ -192,6 +197,10 @@ export const templateSchema = z
     strict: z.boolean().default(true),
   })
   .strict()
+  .refine((t) => !(isHaproxyReload(t.reload) && t.timeout === 0), {
+    message: 'the HAProxy reloader needs a timeout above 0 to confirm the reload',
+    path: ['timeout'],
+  })
   .refine((t) => (t.source === undefined) !== (t.contents === undefined), {
     message: 'give exactly one of "source" (a file) and "contents" (inline)',
     // Checked even when other keys of the template are wrong, so that every problem is reported at once.

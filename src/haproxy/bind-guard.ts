@@ -63,7 +63,8 @@ export function listBindAddresses(configText: string): BindAddress[] {
 }
 
 /**
- * Returns the `bind` addresses that `candidateText` adds (compared with `previousText`, the installed file)
+ * Returns the `bind` addresses that `candidateText` adds (compared with `previousText`: the installed files
+ * that the same HAProxy reads)
  * and that are already in use on this host, one human-readable line each (empty: no clash found).
  *
  * Each new address is tried with a Node listener (UDP socket for `udp@`/`quic@` addresses) that is closed at
@@ -76,17 +77,14 @@ export function listBindAddresses(configText: string): BindAddress[] {
  */
 export async function findBindClashes(previousText: string | undefined, candidateText: string): Promise<string[]> {
   const previous = previousText === undefined ? [] : listBindAddresses(previousText);
-  const known = new Set(previous.map(keyOf));
   const fresh = new Map<string, BindAddress>();
   for (const address of listBindAddresses(candidateText)) {
-    const key = keyOf(address);
-    if (!known.has(key) && !fresh.has(key)) fresh.set(key, address);
+    const key = formatAddress(address);
+    if (!fresh.has(key) && !previous.some((old) => overlaps(old, address))) fresh.set(key, address);
   }
-  const results = await Promise.all(
-    [...fresh.values()].map(async (address) => ({ address, code: await probe(address) })),
-  );
+  const results = await Promise.all([...fresh.values()].map(async (address) => ({ address, code: await probe(address) })));
   return results
-    .filter(({ address, code }) => code === 'EADDRINUSE' && !previous.some((old) => overlaps(old, address)))
+    .filter(({ code }) => code === 'EADDRINUSE')
     .map(({ address }) => `${formatAddress(address)} (line ${address.line}) is already in use by another process`);
 }
 
@@ -94,10 +92,6 @@ export async function findBindClashes(previousText: string | undefined, candidat
 export function formatAddress(address: Pick<BindAddress, 'host' | 'port' | 'family' | 'transport'>): string {
   const host = address.family === 6 ? `[${address.host}]` : address.host;
   return `${host}:${address.port}${address.transport === 'udp' ? '/udp' : ''}`;
-}
-
-function keyOf(address: BindAddress): string {
-  return formatAddress(address);
 }
 
 /** True when both listeners would compete for the same port: same transport and port, and one address covers the other. */

@@ -43,6 +43,11 @@ export interface HaproxyReloadResult {
   ok: boolean;
   /** Why the reload is not confirmed (absent when `ok`). */
   reason?: string;
+  /**
+   * True when the reload was triggered but not seen in `show proc` before the timeout: HAProxy may still be
+   * loading the new file, so putting the previous one back would be wrong.
+   */
+  unconfirmed?: boolean;
   /** `show proc` before the reload was triggered. */
   before: ProcState;
   /** The last `show proc` read afterwards (absent when none could be read). */
@@ -67,8 +72,10 @@ export interface HaproxyReloadResult {
  * @throws MasterCliError (`E_RELOAD_FAILED`) when the state before cannot be read: the master CLI is not
  *   reachable within the timeout. Nothing has been triggered then.
  * @throws RosterdError (`E_RELOAD_FAILED`) when the socket answers something that is not `show proc`.
+ * @throws RangeError when `timeout` is not above 0.
  */
 export function reloadHaproxy(options: HaproxyReloadOptions): Promise<HaproxyReloadResult> {
+  if (!(options.timeout > 0)) throw new RangeError(`the HAProxy reload needs a timeout above 0 ms, got ${options.timeout}`);
   // Two reloads judged at the same time would each take the other's counter move for their own.
   const run = (inFlight.get(options.masterSocket) ?? Promise.resolve()).then(() => reloadOnce(options));
   const settled = run.then(
@@ -127,11 +134,10 @@ async function reloadOnce(options: HaproxyReloadOptions): Promise<HaproxyReloadR
     await delay(Math.min(pollInterval, remaining()));
   }
   const suffix = lastError === undefined ? '' : ` (last error: ${lastError})`;
-  return done(
-    false,
-    `no reload seen within ${options.timeout} ms: the master's reload counter is still ${before.master.reloads}${suffix}`,
-    after,
-  );
+  return {
+    ...done(false, `no reload seen within ${options.timeout} ms: the master's reload counter is still ${before.master.reloads}${suffix}`, after),
+    unconfirmed: true,
+  };
 }
 
 /** Returns undefined when the reload is confirmed, else the reason it is not. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { commandFailure, logFailedOutput, type Reloader } from '../commands/reloader.js';
 import { runCommand } from '../commands/run.js';
@@ -36,7 +37,13 @@ export async function renderAndInstall(
   template: ResolvedTemplate,
   snapshots: ReadonlyMap<string, readonly Member[]>,
   memory: TemplateMemory,
-  options: { dry: boolean; reloader: Reloader | undefined; logger: Logger },
+  options: {
+    dry: boolean;
+    reloader: Reloader | undefined;
+    /** Destinations of the other templates that share this template's reload. */
+    siblings?: readonly string[];
+    logger: Logger;
+  },
 ): Promise<StepOutcome> {
   const context = buildContext(snapshots, template.sources, template.env);
   const count = context.members.length;
@@ -78,7 +85,8 @@ export async function renderAndInstall(
     return { status: 'dry', members: count, changed, content, diff: unifiedDiff(template.destination, current?.bytes.toString(), content) };
   }
 
-  const precheck = await options.reloader?.precheck?.(current?.bytes.toString(), content);
+  // The files of the other templates that the same reload serves are part of what the program runs now.
+  const precheck = await options.reloader?.precheck?.(await installedText(current, options.siblings ?? []), content);
   if (precheck) return fail('check', new TemplateRunError('E_CHECK_FAILED', template.name, precheck));
 
   let candidate;
@@ -134,6 +142,13 @@ export function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'ma
     }
   }
   return undefined;
+}
+
+/** The installed text of a template and of its siblings, joined; undefined when none exists yet. */
+async function installedText(current: CurrentFile | undefined, siblings: readonly string[]): Promise<string | undefined> {
+  const others = await Promise.all(siblings.map((path) => readFile(path, 'utf8').catch(() => undefined)));
+  const texts = [current?.bytes.toString(), ...others].filter((text): text is string => text !== undefined);
+  return texts.length > 0 ? texts.join('\n') : undefined;
 }
 
 function remember(memory: TemplateMemory, members: ReadonlySet<string>, bytes: Buffer): void {

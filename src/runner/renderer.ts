@@ -46,6 +46,8 @@ interface TemplateRuntime {
   running: boolean;
   /** A change arrived while a render was running: render again when it ends. */
   dirty: boolean;
+  /** Destinations of the other templates that share this template's reload. */
+  siblings: string[];
 }
 
 /**
@@ -257,8 +259,13 @@ export class Renderer extends EventEmitter<RendererEvents> {
         ok: false,
         running: false,
         dirty: false,
+        siblings: [],
       };
       templates.set(t.name, runtime);
+    }
+    for (const t of templates.values()) {
+      const key = t.reloader?.key;
+      if (key !== undefined) t.siblings = [...templates.values()].filter((o) => o !== t && o.reloader?.key === key).map((o) => o.config.destination);
     }
     return templates;
   }
@@ -330,7 +337,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
         batch.map(async (t) => {
           const started = performance.now();
           const log = this.logger.child({ template: t.config.name });
-          const outcome = await renderAndInstall(t.config, snapshots, t.memory, { dry: options.dry, reloader: t.reloader, logger: log });
+          const outcome = await renderAndInstall(t.config, snapshots, t.memory, { dry: options.dry, reloader: t.reloader, siblings: t.siblings, logger: log });
           return { t, outcome, started };
         }),
       );
@@ -423,23 +430,29 @@ export class Renderer extends EventEmitter<RendererEvents> {
       return undefined;
     }
     logFailedOutput(log, outcome.output);
-    let rolledBack = true;
+    // A reload that was triggered but not confirmed may still take effect: the file must match what runs.
+    const keep = outcome.keepNewFile === true;
+    let restoreFailed = false;
     for (const { t, outcome: installed } of items) {
-      if (!t.config.rollback) {
-        rolledBack = false;
-        continue;
-      }
+      if (keep || !t.config.rollback) continue;
       try {
         await restore(t.config.destination, installed.previous);
         // The restored file's members are not known: maxShrink has no baseline until the next install.
         t.memory.lastMembers = undefined;
         t.memory.lastDigest = undefined;
       } catch (err) {
-        rolledBack = false;
+        restoreFailed = true;
         log.error({ err }, `could not restore ${t.config.destination}: ${(err as Error).message}`);
       }
     }
-    const what = rolledBack ? 'previous file restored' : items.some(({ t }) => !t.config.rollback) ? 'rollback is off, new file left in place' : 'restore failed';
+    const rolledBack = !keep && !restoreFailed && items.every(({ t }) => t.config.rollback);
+    const what = keep
+      ? 'it may still take effect, so the new file stays in place'
+      : rolledBack
+        ? 'previous file restored'
+        : restoreFailed
+          ? 'restore failed'
+          : 'rollback is off, new file left in place';
     const error = new TemplateRunError('E_RELOAD_FAILED', names.join(', '), `reload (${reloader.description}) failed: ${outcome.reason ?? 'unknown reason'}; ${what}`, {
       exitCode: outcome.exitCode,
       timedOut: outcome.timedOut,

@@ -97,6 +97,11 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('refuses timeout 0 with the HAProxy reloader, which needs time to confirm', async () => {
+    const error = await configError({ ...minimal, templates: [{ contents: 'x', destination: 'o', timeout: 0, reload: { haproxy: { masterSocket: 'm.sock' } } }] });
+    expect(error.issues).toEqual([{ path: 'templates[0].timeout', message: 'the HAProxy reloader needs a timeout above 0 to confirm the reload' }]);
+  });
+
   it('names a missing required key', async () => {
     const error = await configError({ sources: { a: { type: 'file', path: 'x' } }, templates: [{ contents: 'x' }] } as never);
     expect(error.issues).toEqual([{ path: 'templates[0].destination', message: 'required' }]);

@@ -6,6 +6,8 @@ import { findBindClashes } from '../../src/haproxy/bind-guard.js';
 import { masterCliCommand } from '../../src/haproxy/master-cli.js';
 import { reloadHaproxy } from '../../src/haproxy/reload.js';
 import { parseShowProc } from '../../src/haproxy/show-proc.js';
+import { defineConfig } from '../../src/config/define.js';
+import { createRenderer } from '../../src/runner/renderer.js';
 import { haproxyConfig, httpGet, startHaproxy, type HaproxyProcess } from '../helpers/haproxy.js';
 import { freePort } from '../helpers/ports.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -188,6 +190,79 @@ describe('reloadHaproxy against a scripted master CLI', () => {
     expect(result.ok).toBe(false);
     expect(result.reason).toMatch(/no reload seen within 300 ms.*counter is still 3/);
     expect(result.after?.master.reloads).toBe(3);
+    // Triggered but not confirmed: HAProxy may still be loading the new file.
+    expect(result.unconfirmed).toBe(true);
+  });
+
+  it('through the renderer: a bind moving between two files of one HAProxy is not a clash', async () => {
+    let reloads = 0;
+    const path = await scripted(() => showProc(100, reloads, 0, 101 + reloads), () => {
+      reloads++;
+      return '';
+    });
+    // The running HAProxy holds the port, through the first file.
+    const holder = createServer();
+    const port = await freePort();
+    await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve));
+    try {
+      const a = join(dir.path, 'a.cfg');
+      const b = join(dir.path, 'b.cfg');
+      await writeFile(a, `frontend fe\n    bind 127.0.0.1:${port}\n`);
+      await writeFile(b, 'backend be\n');
+      const reload = { haproxy: { masterSocket: path } };
+      const renderer = await createRenderer(
+        defineConfig({
+          sources: { s: { name: 's', start: async (emit) => emit([]), stop: async () => undefined } },
+          templates: [
+            { contents: 'backend be\n', destination: a, reload },
+            { contents: `frontend fe\n    bind 127.0.0.1:${port}\n`, destination: b, reload },
+          ],
+        }),
+      );
+      const results = await renderer.renderOnce();
+      expect(results.map((r) => r.error?.message)).toEqual([undefined, undefined]);
+      expect(await readFile(b, 'utf8')).toContain(`bind 127.0.0.1:${port}`);
+      expect(reloads).toBe(1);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
+  it('refuses a timeout that leaves no time to confirm', () => {
+    expect(() => reloadHaproxy({ masterSocket: join(dir.path, 'none.sock'), timeout: 0 })).toThrow(RangeError);
+  });
+
+  it('through the renderer: an unconfirmed reload leaves the new file in place, a refused one restores the old', async () => {
+    let failed = 0;
+    let reloads = 3;
+    let confirm: 'never' | 'refuse' = 'never';
+    const path = await scripted(() => showProc(100, reloads, failed, 101), () => {
+      if (confirm === 'refuse') {
+        reloads++;
+        failed++;
+      }
+      return '';
+    });
+    const destination = join(dir.path, 'haproxy.cfg');
+    const render = async (contents: string) => {
+      await writeFile(destination, 'previous\n');
+      const renderer = await createRenderer(
+        defineConfig({
+          sources: { s: { name: 's', start: async (emit) => emit([]), stop: async () => undefined } },
+          templates: [{ contents, destination, timeout: '300ms', reload: { haproxy: { masterSocket: path, bindGuard: false } } }],
+        }),
+      );
+      return (await renderer.renderOnce())[0]!;
+    };
+    const unconfirmed = await render('new\n');
+    expect(unconfirmed.error?.message).toContain('it may still take effect, so the new file stays in place');
+    expect(await readFile(destination, 'utf8')).toBe('new\n');
+
+    confirm = 'refuse';
+    const refused = await render('newer\n');
+    expect(refused.error?.message).toContain('HAProxy did not load the new config');
+    expect(refused.error?.message).toContain('previous file restored');
+    expect(await readFile(destination, 'utf8')).toBe('previous\n');
   });
 
   it('fails when the counter moves but the same worker stays', async () => {
