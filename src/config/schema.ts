@@ -1,5 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseListen } from '../ops/http.js';
+import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/client.js';
 import { isSource, MEMBER_STATUSES, type Source } from '../sources/types.js';
 import { parseDuration } from './duration.js';
 
@@ -10,6 +12,21 @@ import { parseDuration } from './duration.js';
  */
 
 // --- building blocks ---
+
+/**
+ * A check that accepts what `parse` accepts (it throws otherwise): the code that uses a value decides what is
+ * valid, so `validate` and the running daemon never disagree.
+ */
+function acceptedBy(parse: (value: string) => unknown): (value: string) => boolean {
+  return (value) => {
+    try {
+      parse(value);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+}
 
 /** `'200ms'`, `'2s'`, `'1m30s'` or a number of milliseconds → milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
@@ -23,14 +40,10 @@ export const duration = z.union([z.number(), z.string()]).transform((value, ctx)
 const positiveDuration = duration.refine((ms) => ms > 0, 'must be more than 0');
 
 /** A regular expression, checked when the config is loaded rather than when a source starts. */
-const regexSource = z.string().refine((pattern) => {
-  try {
-    new RegExp(pattern);
-    return true;
-  } catch {
-    return false;
-  }
-}, 'not a valid regular expression');
+const regexSource = z.string().refine(
+  acceptedBy((pattern) => new RegExp(pattern)),
+  'not a valid regular expression',
+);
 
 /**
  * A file mode: a number (`420`, `0o644` in TS) or an octal string (`'0644'`, `'644'`, `'0o644'`).
@@ -64,12 +77,8 @@ const command = z.union([
   z.array(z.string()).min(1, 'empty argv: give at least the program'),
 ]);
 
-const hostPort = z
-  .string()
-  .regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:port")');
-
 /** Where the status endpoint listens: `host:port`, `[::1]:port`, or `:port` for every interface. */
-const listenAddress = z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
+const listenAddress = z.string().refine(acceptedBy(parseListen), 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
 
 /** A DNS server: `ip`, `ip:port` or `[ipv6]:port`. */
 const dnsServer = z.string().refine((value) => {
@@ -96,7 +105,10 @@ export const fileSourceSchema = z
 export const serfSourceSchema = z
   .object({
     type: z.literal('serf'),
-    rpcAddr: hostPort.default('127.0.0.1:7373'),
+    rpcAddr: z
+      .string()
+      .refine(acceptedBy(parseRpcAddress), 'expected "host:port" with a port from 1 to 65535 (IPv6 as "[::1]:7373")')
+      .default(DEFAULT_RPC_ADDRESS),
     authKey: z.string().optional(),
     /** Tag name → regular expression the whole value must match. */
     tags: z.record(z.string(), regexSource).optional(),
