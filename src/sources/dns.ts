@@ -13,9 +13,6 @@ import type { Member, Source, SourceFactory } from './types.js';
  * with backoff. One lookup cycle runs at a time.
  */
 
-/** The `type` of this source in the config. */
-export const SOURCE_TYPE = 'dns';
-
 /** Resolved options of a `dns` source (defaults are filled in by the config schema). */
 export interface DnsSourceOptions {
   type: 'dns';

@@ -5,8 +5,6 @@ import yaml from 'js-yaml';
 import { SourceError } from '../errors.js';
 import type { Member, Source, SourceFactory } from './types.js';
 
-export const SOURCE_TYPE = 'file';
-
 const TRAILING_READ_MS = 150;
 
 /** Resolved options of a `file` source. */

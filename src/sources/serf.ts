@@ -12,9 +12,6 @@ import { MEMBER_STATUSES, type Member, type MemberStatus, type Source, type Sour
  * `members`; while it cannot look, it reports the error and emits nothing.
  */
 
-/** The `type` of this source in the config. */
-export const SOURCE_TYPE = 'serf';
-
 /** Resolved options of a `serf` source (defaults are filled in by the config schema). */
 export interface SerfSourceOptions {
   /** The agent's RPC address, `host:port` (`[::1]:7373` for IPv6). The schema's default is `127.0.0.1:7373`. */

@@ -4,7 +4,10 @@ import { unifiedDiff } from '../../src/output/diff.js';
 describe('unifiedDiff', () => {
   it('is empty when nothing changed', () => {
     expect(unifiedDiff('/etc/haproxy/haproxy.cfg', 'a\nb\n', 'a\nb\n')).toBe('');
-    expect(unifiedDiff('/etc/haproxy/haproxy.cfg', undefined, '')).toBe('');
+  });
+
+  it('shows an empty new file as created, as the install would create it', () => {
+    expect(unifiedDiff('/etc/haproxy/haproxy.cfg', undefined, '')).toBe('--- /dev/null\n+++ b/etc/haproxy/haproxy.cfg\n');
   });
 
   it('labels a change a/<path> and b/<path>, without the leading slash', () => {

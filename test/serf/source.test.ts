@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SourceError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { SerfClient } from '../../src/serf/index.js';
-import createSerfSource, { SOURCE_TYPE, type SerfSourceOptions } from '../../src/sources/serf.js';
+import createSerfSource, { type SerfSourceOptions } from '../../src/sources/serf.js';
 import { createSnapshotGate, type DroppedMember } from '../../src/sources/snapshot.js';
 import type { Member, Source } from '../../src/sources/types.js';
 import { freePort } from '../helpers/ports.js';
@@ -85,7 +85,6 @@ describe('serf source against real agents', () => {
   });
 
   it('renders the members of three agents', async () => {
-    expect(SOURCE_TYPE).toBe('serf');
     const watched = await watch(a);
     await waitFor(() => watched.snapshots.length > 0, 'a snapshot');
     expect(watched.snapshots[0]).toEqual([
@@ -141,8 +140,14 @@ describe('serf source against real agents', () => {
     expect(webOrDb.names()).toEqual(['a', 'b', 'c']);
     expect(partial.names()).toEqual([]);
     expect(noZone.names()).toEqual(expect.arrayContaining(['a', 'b', 'c']));
-    // d left gracefully in an earlier test and stays listed as `left` until it is reaped.
+    // A node that leaves gracefully stays listed as `left` until it is reaped: only that source sees it.
+    const leaver = await start({ name: 'leaver', tags: { role: 'web' }, join: [a.bindAddr] });
+    await waitFor(() => web.names().includes('leaver'), 'the leaver to join', EVENT_WAIT);
+    await leaver.stop('SIGINT');
+    await waitFor(() => left.names().includes('leaver'), 'the leaver listed as left', EVENT_WAIT);
+    await waitFor(() => !web.names().includes('leaver'), 'the leaver gone from the alive members', EVENT_WAIT);
     for (const member of left.snapshots.at(-1)!) expect(member.status).toBe('left');
+    expect(left.names()).not.toContain('a');
   });
 
   it('drops a member whose tag holds a newline, or whose port tag is not a number, with a reason', async () => {
