@@ -311,3 +311,49 @@ describe('reload() with a source that refuses its options', () => {
     await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')).includes('server b'), 'the old template still renders');
   });
 });
+
+describe('one render at a time per template', () => {
+  it('changes during a check are coalesced into one more render with the latest members, never two at once', async () => {
+    await writeMembers(members('a'));
+    // The check holds a lock while it waits for the test to release it; a second check at the same time fails.
+    const check = `test ! -e ${at('lock')} && touch ${at('lock')} && echo started >> ${at('checks')} && while [ ! -e ${at('release')} ]; do sleep 0.02; done; rm ${at('lock')} ${at('release')}`;
+    const r = await make({ check });
+    const rendered: number[] = [];
+    r.on('rendered', (e) => rendered.push(e.members));
+    let checkFailures = 0;
+    r.on('checkFailed', () => checkFailures++);
+    await r.start();
+    await waitFor(async () => (await readFile(at('checks'), 'utf8').catch(() => '')).split('\n').filter(Boolean).length === 1, 'the first check to start');
+    await writeMembers(members('a', 'b'));
+    await writeMembers(members('a', 'b', 'c'));
+    // Both changes were seen while the check blocked; let it finish.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await writeFile(at('release'), '');
+    await waitFor(async () => (await readFile(at('checks'), 'utf8')).split('\n').filter(Boolean).length === 2, 'the coalesced second check');
+    await writeFile(at('release'), '');
+    await waitFor(() => rendered.length === 2, 'two renders');
+    expect(rendered).toEqual([1, 3]);
+    expect(checkFailures).toBe(0);
+    expect(await readFile(at('out/app.cfg'), 'utf8')).toContain('server c');
+  });
+});
+
+describe('reload() keeps the sources whose config did not change', () => {
+  it('does not restart them, and renders from their last snapshot', async () => {
+    let starts = 0;
+    const source: Source = {
+      name: 'counted',
+      async start(onSnapshot) {
+        starts++;
+        onSnapshot([{ name: 'x', address: '192.0.2.1', tags: {}, status: 'alive', source: 'counted' }]);
+      },
+      async stop() {},
+    };
+    renderer = await createRenderer(defineConfig({ sources: { mine: source }, templates: [{ contents: 'v1 {{ members | size }}', destination: at('x.cfg') }] }));
+    await renderer.start();
+    await waitFor(async () => (await readFile(at('x.cfg'), 'utf8').catch(() => '')) === 'v1 1', 'the first render');
+    await renderer.reload(await loadConfig(defineConfig({ sources: { mine: source }, templates: [{ contents: 'v2 {{ members | size }}', destination: at('x.cfg') }] })));
+    await waitFor(async () => (await readFile(at('x.cfg'), 'utf8')) === 'v2 1', 'a render of the new template');
+    expect(starts).toBe(1);
+  });
+});
