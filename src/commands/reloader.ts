@@ -1,6 +1,7 @@
 import { isHaproxyReload, type ReloadConfig } from '../config/schema.js';
 import { findBindClashes } from '../haproxy/bind-guard.js';
 import { reloadHaproxy } from '../haproxy/reload.js';
+import { readCurrent } from '../output/install.js';
 import { describeCommand, runCommand } from './run.js';
 
 /** How a reload went. */
@@ -26,8 +27,11 @@ export interface Reloader {
   readonly key: string;
   /** The reload as shown in logs and events. */
   readonly description: string;
-  /** Refuses a candidate before it is installed (returns the reason), for reloads known to fail on it. */
-  precheck?(previous: string | undefined, candidate: string): Promise<string | undefined>;
+  /**
+   * Refuses a candidate before it is installed (returns the reason), for reloads known to fail on it.
+   * `installed` lists the files of every template this reload serves, the candidate's own destination included.
+   */
+  precheck?(candidate: string, installed: readonly string[]): Promise<string | undefined>;
   run(onLine: (stream: 'stdout' | 'stderr', line: string) => void): Promise<ReloadOutcome>;
 }
 
@@ -50,8 +54,11 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
       },
     };
     if (bindGuard) {
-      reloader.precheck = async (previous, candidate) => {
-        const clashes = await findBindClashes(previous, candidate);
+      reloader.precheck = async (candidate, installed) => {
+        // Every file this HAProxy reads now: a bind that moves from one of them to the candidate is no clash.
+        const files = await Promise.all(installed.map((path) => readCurrent(path).catch(() => undefined)));
+        const previous = files.flatMap((file) => (file ? [file.bytes.toString()] : []));
+        const clashes = await findBindClashes(previous.length > 0 ? previous.join('\n') : undefined, candidate);
         return clashes.length > 0 ? `new bind address already in use: ${clashes.join(', ')}` : undefined;
       };
     }

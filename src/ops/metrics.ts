@@ -51,7 +51,7 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
   });
   const reloadDuration = new Histogram({
     name: `${METRIC_PREFIX}reload_duration_seconds`,
-    help: 'Duration of reload commands, once per reload.',
+    help: 'Duration of reloads, once per reload; labelled with the templates that share the reload.',
     labelNames: ['reload'],
     buckets: DURATION_BUCKETS,
     registers: [registry],
@@ -117,9 +117,9 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
     },
     guarded: (e: { template: string }) => guarded.inc({ template: e.template }),
     checkFailed: (e: { template: string }) => checkFailed.inc({ template: e.template }),
-    reloaded: (e: { templates: string[]; command: string; durationMs: number }) => {
+    reloaded: (e: { templates: string[]; group: string[]; durationMs: number }) => {
       for (const template of e.templates) reloaded.inc({ template });
-      reloadDuration.observe({ reload: e.templates.join(',') }, e.durationMs / 1000);
+      reloadDuration.observe({ reload: e.group.join(',') }, e.durationMs / 1000);
     },
     reloadFailed: (e: { templates: string[] }) => {
       for (const template of e.templates) reloadFailed.inc({ template });

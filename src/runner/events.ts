@@ -34,10 +34,16 @@ export interface RendererEvents {
   guarded: [event: { template: string; reason: string; error: TemplateRunError }];
   /** The check command rejected the candidate; it was not installed. */
   checkFailed: [event: { template: string; error: TemplateRunError }];
-  /** A reload ran and succeeded, once for all the templates listed. */
-  reloaded: [event: { templates: string[]; command: string; durationMs: number }];
-  /** A reload failed; each template's previous file was restored unless `rollback: false`. */
-  reloadFailed: [event: { templates: string[]; command: string; error: TemplateRunError; rolledBack: boolean }];
+  /**
+   * A reload ran and succeeded, once for all the templates listed. `group` names every template of the config
+   * that shares this reload, sorted: it does not change from batch to batch.
+   */
+  reloaded: [event: { templates: string[]; group: string[]; command: string; durationMs: number }];
+  /**
+   * A reload failed; each template's previous file was restored unless `rollback: false` or the reload may still
+   * take effect. A file left in place is reloaded again by its next render, even when it is unchanged.
+   */
+  reloadFailed: [event: { templates: string[]; group: string[]; command: string; error: TemplateRunError; rolledBack: boolean }];
   /** A source could not look at its backend; its last good snapshot is kept. */
   sourceError: [event: { source: string; error: SourceError | RosterdError }];
   /**

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { commandFailure, logFailedOutput, type Reloader } from '../commands/reloader.js';
 import { runCommand } from '../commands/run.js';
@@ -24,6 +23,11 @@ export interface TemplateMemory {
   lastMembers?: ReadonlySet<string>;
   /** SHA-256 of the bytes those members rendered to: tells whether the file is still the one they describe. */
   lastDigest?: string;
+  /**
+   * A reload failed and the new file stayed in place (rollback off, restore failed, or a reload that was sent
+   * but not confirmed): the file on disk may not be what runs, so the next render reloads even if unchanged.
+   */
+  reloadPending?: boolean;
 }
 
 export type StepOutcome =
@@ -40,8 +44,8 @@ export async function renderAndInstall(
   options: {
     dry: boolean;
     reloader: Reloader | undefined;
-    /** Destinations of the other templates that share this template's reload. */
-    siblings?: readonly string[];
+    /** Destinations of every template that shares this template's reload, its own included. */
+    reloadGroup?: readonly string[];
     logger: Logger;
   },
 ): Promise<StepOutcome> {
@@ -85,8 +89,7 @@ export async function renderAndInstall(
     return { status: 'dry', members: count, changed, content, diff: unifiedDiff(template.destination, current?.bytes.toString(), content) };
   }
 
-  // The files of the other templates that the same reload serves are part of what the program runs now.
-  const precheck = await options.reloader?.precheck?.(await installedText(current, options.siblings ?? []), content);
+  const precheck = await options.reloader?.precheck?.(content, options.reloadGroup ?? [template.destination]);
   if (precheck) return fail('check', new TemplateRunError('E_CHECK_FAILED', template.name, precheck));
 
   let candidate;
@@ -142,13 +145,6 @@ export function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'ma
     }
   }
   return undefined;
-}
-
-/** The installed text of a template and of its siblings, joined; undefined when none exists yet. */
-async function installedText(current: CurrentFile | undefined, siblings: readonly string[]): Promise<string | undefined> {
-  const others = await Promise.all(siblings.map((path) => readFile(path, 'utf8').catch(() => undefined)));
-  const texts = [current?.bytes.toString(), ...others].filter((text): text is string => text !== undefined);
-  return texts.length > 0 ? texts.join('\n') : undefined;
 }
 
 function remember(memory: TemplateMemory, members: ReadonlySet<string>, bytes: Buffer): void {

@@ -6,9 +6,9 @@ import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
 import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { restore } from '../output/install.js';
+import { restore, type CurrentFile } from '../output/install.js';
 import { createSource, isSource } from '../sources/index.js';
-import type { Source } from '../sources/types.js';
+import type { Member, Source } from '../sources/types.js';
 import type { RendererEvents, TemplateResult } from './events.js';
 import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
 import { Roster, type SourceStatus } from './roster.js';
@@ -34,7 +34,12 @@ export interface RenderOnceOptions {
 /** A template's runtime state in a renderer. */
 interface TemplateRuntime {
   config: ResolvedTemplate;
+  log: Logger;
   reloader: Reloader | undefined;
+  /** Destinations of every template that shares this template's reload, its own included. */
+  reloadGroup: string[];
+  /** Names of those templates, sorted: a stable label for the reload. */
+  reloadGroupNames: string[];
   schedule: Schedule;
   memory: TemplateMemory;
   /** Rendered at least once since start: later changes go through `wait`. */
@@ -46,8 +51,13 @@ interface TemplateRuntime {
   running: boolean;
   /** A change arrived while a render was running: render again when it ends. */
   dirty: boolean;
-  /** Destinations of the other templates that share this template's reload. */
-  siblings: string[];
+}
+
+/** A template of a batch whose reload is to run: installed now, or installed earlier with its reload pending. */
+interface ReloadItem {
+  t: TemplateRuntime;
+  /** What to put back when the reload fails; undefined when nothing may be restored (a retried reload). */
+  restore: { previous: CurrentFile | undefined } | undefined;
 }
 
 /**
@@ -70,6 +80,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private warnTimer: NodeJS.Timeout | undefined;
   /** True while `reload()` swaps configs: no new render starts. */
   private swapping = false;
+  /** start(), stop() and reload() run one after the other, never interleaved. */
+  private lifecycle: Promise<unknown> = Promise.resolve();
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
@@ -100,26 +112,32 @@ export class Renderer extends EventEmitter<RendererEvents> {
   /**
    * Starts every source and keeps the outputs true from then on. The first render of a template happens
    * as soon as all its sources have delivered a first snapshot, without waiting for `wait.min`.
+   * Throws, with nothing started, when a source refuses its options.
    */
-  async start(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    this.stopping = false;
-    this.startWaitWarnings();
-    await this.startSources(this.config);
+  start(): Promise<void> {
+    return this.serially(async () => {
+      if (this.running) return;
+      const sources = this.createSources(this.config, new Set(this.roster.names()));
+      this.running = true;
+      this.stopping = false;
+      this.startWaitWarnings();
+      await this.addSources(sources);
+    });
   }
 
   /** Stops sources, timers and renders. Resolves when watchers, sockets, timers and children are gone. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    this.stopWaitWarnings();
-    for (const t of this.templates.values()) t.schedule.cancel();
-    if (this.batchTimer) clearImmediate(this.batchTimer);
-    this.batchTimer = undefined;
-    this.pendingBatch.clear();
-    await this.roster.stop();
-    await this.idle();
-    this.running = false;
+  stop(): Promise<void> {
+    return this.serially(async () => {
+      this.stopping = true;
+      this.stopWaitWarnings();
+      for (const t of this.templates.values()) t.schedule.cancel();
+      if (this.batchTimer) clearImmediate(this.batchTimer);
+      this.batchTimer = undefined;
+      this.pendingBatch.clear();
+      await this.roster.stop();
+      await this.idle();
+      this.running = false;
+    });
   }
 
   /**
@@ -129,12 +147,13 @@ export class Renderer extends EventEmitter<RendererEvents> {
    */
   async renderOnce(options: RenderOnceOptions = {}): Promise<TemplateResult[]> {
     const dry = options.dry ?? false;
+    const templates = [...this.templates.values()];
     const ownSources = !this.running;
     if (ownSources) await this.startSources(this.config);
     // On a running renderer, let its renders under way finish first: one render at a time per template.
     else await this.idle();
     try {
-      const needed = [...new Set([...this.templates.values()].flatMap((t) => t.config.sources))];
+      const needed = [...new Set(templates.flatMap((t) => t.config.sources))];
       let sourceFailure: RosterdError | undefined;
       if (ownSources) this.startWaitWarnings();
       try {
@@ -145,19 +164,20 @@ export class Renderer extends EventEmitter<RendererEvents> {
       } finally {
         if (ownSources) this.stopWaitWarnings();
       }
-      const ready = [...this.templates.values()].filter((t) => this.roster.ready(t.config.sources));
-      const results = new Map<string, TemplateResult>();
-      for (const t of this.templates.values()) {
+      const ready = templates.filter((t) => this.roster.ready(t.config.sources));
+      const results = new Map<TemplateRuntime, TemplateResult>();
+      for (const t of templates) {
         if (ready.includes(t)) continue;
         const missing = t.config.sources.find((s) => !this.roster.ready([s])) ?? '';
         // The failure that ended the wait if it is about this source, else what this source last said.
         const cause = sourceFailure instanceof SourceError && sourceFailure.source === missing ? sourceFailure : (this.roster.status(missing)?.lastError ?? sourceFailure);
         const error = RosterdError.is(cause) ? cause : new SourceError(missing, cause?.message ?? 'no first snapshot', { cause, code: 'E_SOURCE_TIMEOUT' });
-        this.logger.child({ template: t.config.name }).error({ code: error.code }, `not rendered: ${error.message}`);
-        results.set(t.config.name, failedResult(t.config, error, 0, 0));
+        t.log.error({ code: error.code }, `not rendered: ${error.message}`);
+        results.set(t, failedResult(t.config, error, 0, 0));
       }
-      for (const result of await this.runBatch(ready, { dry, reload: options.reload ?? true })) results.set(result.template, result);
-      return [...this.templates.values()].map((t) => results.get(t.config.name)!);
+      const rendered = await this.runBatch(ready, { dry, reload: options.reload ?? true });
+      ready.forEach((t, i) => results.set(t, rendered[i]!));
+      return templates.map((t) => results.get(t)!);
     } finally {
       if (ownSources) await this.roster.stop();
     }
@@ -166,44 +186,46 @@ export class Renderer extends EventEmitter<RendererEvents> {
   /**
    * Swaps in a new, already validated config (SIGHUP). Sources whose config is unchanged keep running with
    * their last good snapshots; the others are stopped or started. Every template then renders once.
+   * Throws, with the previous config still running as it was, when a new source refuses its options.
    */
-  async reload(config: ResolvedConfig): Promise<void> {
-    // Renders under way finish on the old config; changes meanwhile are picked up by the renders below.
-    this.swapping = true;
-    try {
-      for (const t of this.templates.values()) t.schedule.cancel();
-      this.pendingBatch.clear();
-      await this.idle();
-      await this.swap(config);
-    } finally {
-      this.swapping = false;
-    }
-    if (this.running) for (const t of this.templates.values()) if (this.roster.ready(t.config.sources)) this.enqueue(t);
+  reload(config: ResolvedConfig): Promise<void> {
+    return this.serially(async () => {
+      const kept = this.roster.names().filter((name) => {
+        const before = this.config.sources[name];
+        const after = config.sources[name];
+        return before !== undefined && after !== undefined && sameSource(before, after);
+      });
+      // Built before anything changes: a source that refuses its options leaves the previous config as it was.
+      const fresh = this.running ? this.createSources(config, new Set(kept)) : new Map<string, Source>();
+      // Renders under way finish on the old config; changes meanwhile are picked up by the renders below.
+      this.swapping = true;
+      try {
+        for (const t of this.templates.values()) t.schedule.cancel();
+        this.pendingBatch.clear();
+        await this.idle();
+        for (const name of this.roster.names()) if (!kept.includes(name)) await this.roster.remove(name);
+        const memories = new Map([...this.templates].map(([name, t]) => [name, t.memory]));
+        this.config = config;
+        this.templates = this.createTemplates(config, memories);
+        if (this.running) {
+          this.startWaitWarnings();
+          await this.addSources(fresh);
+        }
+      } finally {
+        this.swapping = false;
+      }
+      this.logger.info({ templates: config.templates.length, sources: Object.keys(config.sources).length, keptSources: kept }, 'config reloaded');
+      // Kept sources deliver no new first snapshot: render from what they have.
+      if (this.running) for (const t of this.templates.values()) if (this.roster.ready(t.config.sources)) this.enqueue(t);
+    });
   }
 
   // --- internal ---
 
-  private async swap(config: ResolvedConfig): Promise<void> {
-    const previous = this.config;
-    const running = this.roster.names();
-    const kept = running.filter((name) => {
-      const before = previous.sources[name];
-      const after = config.sources[name];
-      return before !== undefined && after !== undefined && sameSource(before, after);
-    });
-    // Build the new sources before touching anything: one that refuses its options (it throws) leaves the
-    // previous config running as it was.
-    const fresh = this.running ? this.createSources(config, new Set(kept)) : new Map<string, Source>();
-    for (const name of running) if (!kept.includes(name)) await this.roster.remove(name);
-    const memories = new Map([...this.templates].map(([name, t]) => [name, t.memory]));
-    this.config = config;
-    this.templates = this.createTemplates(config, memories);
-    if (this.running) {
-      this.startWaitWarnings();
-      // Kept sources deliver no new first snapshot: the caller renders from what they have.
-      await this.addSources(fresh);
-    }
-    this.logger.info({ templates: config.templates.length, sources: Object.keys(config.sources).length, keptSources: kept }, 'config reloaded');
+  private serially<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.lifecycle.then(operation);
+    this.lifecycle = run.catch(() => undefined);
+    return run;
   }
 
   /** Resolves when no render batch is under way. */
@@ -251,7 +273,10 @@ export class Renderer extends EventEmitter<RendererEvents> {
     for (const t of config.templates) {
       const runtime: TemplateRuntime = {
         config: t,
+        log: this.logger.child({ template: t.name }),
         reloader: t.reload === undefined ? undefined : createReloader(t.reload, { destination: t.destination, timeout: t.timeout, cwd: config.baseDir }),
+        reloadGroup: [t.destination],
+        reloadGroupNames: [t.name],
         schedule: createSchedule(t.wait, () => this.enqueue(runtime)),
         memory: memories.get(t.name) ?? {},
         attempted: false,
@@ -259,13 +284,14 @@ export class Renderer extends EventEmitter<RendererEvents> {
         ok: false,
         running: false,
         dirty: false,
-        siblings: [],
       };
       templates.set(t.name, runtime);
     }
     for (const t of templates.values()) {
-      const key = t.reloader?.key;
-      if (key !== undefined) t.siblings = [...templates.values()].filter((o) => o !== t && o.reloader?.key === key).map((o) => o.config.destination);
+      if (t.reloader === undefined) continue;
+      const group = [...templates.values()].filter((o) => o.reloader?.key === t.reloader!.key);
+      t.reloadGroup = group.map((o) => o.config.destination);
+      t.reloadGroupNames = group.map((o) => o.config.name).sort();
     }
     return templates;
   }
@@ -308,70 +334,90 @@ export class Renderer extends EventEmitter<RendererEvents> {
       this.batchTimer = undefined;
       const batch = [...this.pendingBatch];
       this.pendingBatch.clear();
-      const run = this.runBatch(batch, { dry: false, reload: true })
-        .then(() => undefined)
-        .catch((err: unknown) => {
-          this.logger.error({ err }, `unexpected error in a render batch: ${(err as Error).message}`);
-        })
-        .finally(() => {
-          this.inFlight.delete(run);
-          for (const t of batch) {
-            if (!t.dirty || this.stopping) continue;
-            t.dirty = false;
-            t.schedule.poke();
-          }
-        });
-      this.inFlight.add(run);
+      this.runBatch(batch, { dry: false, reload: true }).catch((err: unknown) => {
+        this.logger.error({ err }, `unexpected error in a render batch: ${(err as Error).message}`);
+      });
     });
   }
 
-  /** Renders and installs each template of a batch, then runs each distinct reload once. */
-  private async runBatch(batch: TemplateRuntime[], options: { dry: boolean; reload: boolean }): Promise<TemplateResult[]> {
-    const snapshots = this.roster.snapshots();
-    for (const t of batch) {
-      t.running = true;
-      if (!options.dry) t.attempted = true;
-    }
-    try {
-      const steps = await Promise.all(
-        batch.map(async (t) => {
-          const started = performance.now();
-          const log = this.logger.child({ template: t.config.name });
-          const outcome = await renderAndInstall(t.config, snapshots, t.memory, { dry: options.dry, reloader: t.reloader, siblings: t.siblings, logger: log });
-          return { t, outcome, started };
-        }),
-      );
-      const results = new Map<TemplateRuntime, TemplateResult>();
-      const toReload = new Map<string, { reloader: Reloader; items: { t: TemplateRuntime; outcome: Extract<StepOutcome, { status: 'installed' }> }[] }>();
-      for (const { t, outcome, started } of steps) {
-        const result = this.report(t, outcome, performance.now() - started);
-        results.set(t, result);
-        if (outcome.status === 'installed' && t.reloader && options.reload) {
-          const group = toReload.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
-          group.items.push({ t, outcome });
-          toReload.set(t.reloader.key, group);
+  /**
+   * Runs a batch and keeps track of it: `idle()` waits for it, and a template that changed meanwhile renders
+   * again once it is done. Every way of rendering (daemon, `renderOnce`) goes through here.
+   */
+  private runBatch(batch: TemplateRuntime[], options: { dry: boolean; reload: boolean }): Promise<TemplateResult[]> {
+    for (const t of batch) t.running = true;
+    const run = this.renderBatch(batch, options);
+    const tracked: Promise<void> = run
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        this.inFlight.delete(tracked);
+        for (const t of batch) {
+          t.running = false;
+          if (!t.dirty) continue;
+          t.dirty = false;
+          t.schedule.poke();
         }
-      }
-      await Promise.all(
-        [...toReload.values()].map(async ({ reloader, items }) => {
-          const failure = await this.reloadOnce(reloader, items);
-          if (!failure) return;
-          for (const { t } of items) {
-            Object.assign(results.get(t)!, { status: 'failed', error: failure });
-            t.lastError = failure;
-          }
-        }),
-      );
-      return batch.map((t) => results.get(t)!);
-    } finally {
-      for (const t of batch) t.running = false;
+      });
+    this.inFlight.add(tracked);
+    return run;
+  }
+
+  /** Renders and installs each template of a batch, then runs each distinct reload once. */
+  private async renderBatch(batch: TemplateRuntime[], options: { dry: boolean; reload: boolean }): Promise<TemplateResult[]> {
+    const snapshots = this.roster.snapshots();
+    if (!options.dry) for (const t of batch) t.attempted = true;
+    const results = await Promise.all(
+      batch.map(async (t) => {
+        const started = performance.now();
+        const outcome = await this.renderOne(t, snapshots, options.dry);
+        return { t, outcome, result: this.report(t, outcome, performance.now() - started) };
+      }),
+    );
+    const reloads = new Map<string, { reloader: Reloader; items: ReloadItem[] }>();
+    for (const { t, outcome } of results) {
+      if (!t.reloader || !options.reload) continue;
+      // An unchanged file whose last reload failed is reloaded again: the file may not be what runs.
+      const item: ReloadItem | undefined =
+        outcome.status === 'installed'
+          ? { t, restore: { previous: outcome.previous } }
+          : outcome.status === 'unchanged' && t.memory.reloadPending
+            ? { t, restore: undefined }
+            : undefined;
+      if (!item) continue;
+      const group = reloads.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
+      group.items.push(item);
+      reloads.set(t.reloader.key, group);
+    }
+    await Promise.all(
+      [...reloads.values()].map(async ({ reloader, items }) => {
+        const failure = await this.reloadOnce(reloader, items);
+        if (!failure) return;
+        for (const { t } of items) {
+          Object.assign(results.find((r) => r.t === t)!.result, { status: 'failed', error: failure });
+          t.lastError = failure;
+        }
+      }),
+    );
+    return results.map((r) => r.result);
+  }
+
+  /** One template's render; an unexpected error becomes that template's failure, not the batch's. */
+  private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean): Promise<StepOutcome> {
+    try {
+      return await renderAndInstall(t.config, snapshots, t.memory, { dry, reloader: t.reloader, reloadGroup: t.reloadGroup, logger: t.log });
+    } catch (err) {
+      const error = RosterdError.is(err) ? err : new TemplateRunError('E_INSTALL', t.config.name, (err as Error).message, { cause: err });
+      return { status: 'failed', members: 0, error, stage: 'install' };
     }
   }
 
   /** Logs and emits one template's outcome, and turns it into a result. */
   private report(t: TemplateRuntime, outcome: StepOutcome, durationMs: number): TemplateResult {
     const { name, destination } = t.config;
-    const log = this.logger.child({ template: name });
+    const log = t.log;
     const base = { template: name, destination, members: outcome.members, durationMs: Math.round(durationMs) };
     if (outcome.status === 'failed') t.lastError = outcome.error;
     else if (outcome.status !== 'dry') {
@@ -405,12 +451,10 @@ export class Renderer extends EventEmitter<RendererEvents> {
     }
   }
 
-  /** Runs one reload for a group of installed templates; on failure restores their previous files. */
-  private async reloadOnce(
-    reloader: Reloader,
-    items: { t: TemplateRuntime; outcome: Extract<StepOutcome, { status: 'installed' }> }[],
-  ): Promise<TemplateRunError | undefined> {
+  /** Runs one reload for a group of templates; on failure restores the files it may restore. */
+  private async reloadOnce(reloader: Reloader, items: ReloadItem[]): Promise<TemplateRunError | undefined> {
     const names = items.map(({ t }) => t.config.name);
+    const group = items[0]!.t.reloadGroupNames;
     const log = this.logger.child({ template: names.join(','), command: 'reload' });
     const previousLock = this.reloadLocks.get(reloader.key) ?? Promise.resolve();
     const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line)));
@@ -425,40 +469,48 @@ export class Renderer extends EventEmitter<RendererEvents> {
       if (this.reloadLocks.get(reloader.key) === lock) this.reloadLocks.delete(reloader.key);
     }
     if (outcome.ok) {
+      for (const { t } of items) t.memory.reloadPending = false;
       log.info({ durationMs: outcome.durationMs }, `reloaded: ${reloader.description}`);
-      this.emit('reloaded', { templates: names, command: reloader.description, durationMs: outcome.durationMs });
+      this.emit('reloaded', { templates: names, group, command: reloader.description, durationMs: outcome.durationMs });
       return undefined;
     }
     logFailedOutput(log, outcome.output);
     // A reload that was triggered but not confirmed may still take effect: the file must match what runs.
     const keep = outcome.keepNewFile === true;
     let restoreFailed = false;
-    for (const { t, outcome: installed } of items) {
-      if (keep || !t.config.rollback) continue;
+    for (const { t, restore: restorable } of items) {
+      if (keep || !t.config.rollback || !restorable) {
+        t.memory.reloadPending = true;
+        continue;
+      }
       try {
-        await restore(t.config.destination, installed.previous);
+        await restore(t.config.destination, restorable.previous);
+        t.memory.reloadPending = false;
         // The restored file's members are not known: maxShrink has no baseline until the next install.
         t.memory.lastMembers = undefined;
         t.memory.lastDigest = undefined;
       } catch (err) {
         restoreFailed = true;
+        t.memory.reloadPending = true;
         log.error({ err }, `could not restore ${t.config.destination}: ${(err as Error).message}`);
       }
     }
-    const rolledBack = !keep && !restoreFailed && items.every(({ t }) => t.config.rollback);
+    const rolledBack = !keep && !restoreFailed && items.every(({ t, restore: restorable }) => t.config.rollback && restorable);
     const what = keep
       ? 'it may still take effect, so the new file stays in place'
       : rolledBack
         ? 'previous file restored'
         : restoreFailed
           ? 'restore failed'
-          : 'rollback is off, new file left in place';
+          : items.some(({ restore: restorable }) => !restorable)
+            ? 'the file stays in place; the next render reloads again'
+            : 'rollback is off, new file left in place';
     const error = new TemplateRunError('E_RELOAD_FAILED', names.join(', '), `reload (${reloader.description}) failed: ${outcome.reason ?? 'unknown reason'}; ${what}`, {
       exitCode: outcome.exitCode,
       timedOut: outcome.timedOut,
     });
     log.error({ code: error.code }, error.message);
-    this.emit('reloadFailed', { templates: names, command: reloader.description, error, rolledBack });
+    this.emit('reloadFailed', { templates: names, group, command: reloader.description, error, rolledBack });
     return error;
   }
 }

@@ -357,3 +357,57 @@ describe('reload() keeps the sources whose config did not change', () => {
     expect(starts).toBe(1);
   });
 });
+
+describe('a reload that failed with the new file left in place', () => {
+  it('runs again on the next render, even though the file is unchanged', async () => {
+    await writeMembers(members('a'));
+    const r = await make({ rollback: false, reload: `test -e ${at('ok')} && echo reload >> ${at('reloads')}` });
+    const [first] = await r.renderOnce();
+    expect(first!.error?.message).toContain('rollback is off, new file left in place');
+    await writeFile(at('ok'), '');
+    const [second] = await r.renderOnce();
+    expect(second).toMatchObject({ status: 'unchanged' });
+    expect(second!.error).toBeUndefined();
+    expect(await reloads()).toBe(1);
+    const [third] = await r.renderOnce();
+    expect(third!.status).toBe('unchanged');
+    expect(await reloads()).toBe(1);
+  });
+});
+
+describe('lifecycle', () => {
+  const counted = () => {
+    const counts = { starts: 0, stops: 0 };
+    const source: Source = {
+      name: 'counted',
+      async start(onSnapshot) {
+        counts.starts++;
+        onSnapshot([]);
+      },
+      async stop() {
+        counts.stops++;
+      },
+    };
+    return { counts, source };
+  };
+
+  it('a stop during a config reload stops the sources the reload started', async () => {
+    const first = counted();
+    const second = counted();
+    renderer = await createRenderer(defineConfig({ sources: { one: first.source }, templates: [{ contents: 'x', destination: at('x.cfg') }] }));
+    await renderer.start();
+    const next = await loadConfig(defineConfig({ sources: { two: second.source }, templates: [{ contents: 'y', destination: at('x.cfg') }] }));
+    await Promise.all([renderer.reload(next), renderer.stop()]);
+    expect(first.counts).toEqual({ starts: 1, stops: 1 });
+    expect(second.counts).toEqual({ starts: 1, stops: 1 });
+  });
+
+  it('a start that fails (a source refuses its options) leaves nothing started, and says so again when retried', async () => {
+    const config = await loadConfig(defineConfig({ sources: { web: { type: 'file', path: 'm.json' } }, templates: [{ contents: 'x', destination: 'o' }] }), { baseDir: dir });
+    (config.sources as Record<string, unknown>).web = { type: 'file', path: '' };
+    renderer = await createRenderer(config);
+    await expect(renderer.start()).rejects.toThrow(/path/);
+    await expect(renderer.start()).rejects.toThrow(/path/);
+    expect(renderer.sourceStatus()).toEqual([]);
+  });
+});
