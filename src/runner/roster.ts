@@ -127,8 +127,11 @@ export class Roster {
   /** Stops every source; resolves when all have stopped. */
   async stop(): Promise<void> {
     const names = [...this.entries.keys()];
-    await Promise.all(names.map((name) => this.remove(name)));
+    // Every source gets its stop, even when another one's fails; the first failure is reported after.
+    const stopped = await Promise.allSettled(names.map((name) => this.remove(name)));
     this.wakeWaiters();
+    const failure = stopped.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failure) throw failure.reason;
   }
 
   /**

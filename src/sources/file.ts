@@ -28,11 +28,16 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
   let again = false;
   let stopped = false;
   let trailing: NodeJS.Timeout | undefined;
+  /** The text of the last good read. */
+  let lastText: string | undefined;
+  /** Resolves the wait for the watcher's first scan: `stop()` may come before it. */
+  let endWait: (() => void) | undefined;
 
   const source: Source = {
     name,
     async start(onSnapshot, onError) {
       stopped = false;
+      lastText = undefined;
       // Reads run one at a time; events that arrive during a read cause exactly one more read, because
       // chokidar may merge several quick replacements into one event and only the newest content matters.
       const read = (): void => {
@@ -44,10 +49,16 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
           do {
             again = false;
             try {
+              const text = await readMemberText(name, path);
+              // Most events (other files in the directory, the trailing read) find the same text: nothing to say.
+              if (text === lastText) continue;
               // Raw entries: the runner's snapshot gate validates them like any other untrusted member.
-              const members = (await readMemberFile(name, path)) as Member[];
+              const members = parseMemberFile(name, path, text) as Member[];
+              lastText = text;
               if (!stopped) onSnapshot(members);
             } catch (err) {
+              // After an error the same text is news again: it tells that the source is back.
+              lastText = undefined;
               if (!stopped) onError(err as Error);
             }
           } while (again && !stopped);
@@ -55,7 +66,9 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
         })();
       };
       // Watch the directory, not the file: a file replaced by rename is a new inode, and a watch on the
-      // old one can miss the writes that follow. The directory sees every rename, write and delete.
+      // old one can miss the writes that follow. Any event in the directory leads to a read (the snapshot
+      // gate drops what did not change): a member file that is a symlink into a directory swapped as a whole
+      // (a Kubernetes ConfigMap, an `ln -sfn` deploy) changes without an event of its own.
       const directory = dirname(path);
       // chokidar throttles change events (about 50 ms per file), so the last write of a quick burst may
       // have no event of its own: every event also schedules one trailing read.
@@ -65,17 +78,23 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
         clearTimeout(trailing);
         trailing = setTimeout(read, TRAILING_READ_MS);
       };
-      watcher = watch(directory, { ignoreInitial: true, depth: 0, ignored: (p) => p !== path && p !== directory });
-      watcher.on('add', refresh).on('change', refresh);
-      watcher.on('unlink', () => {
+      watcher = watch(directory, { ignoreInitial: true, depth: 0 });
+      watcher.on('all', (event, changed) => {
+        if (event !== 'unlink' || changed !== path) return refresh();
+        lastText = undefined;
         if (!stopped) onError(new SourceError(name, `${path} was removed; keeping the last members until it is back`, { retryable: false }));
       });
       watcher.on('error', (err) => onError(new SourceError(name, `watching ${path} failed: ${(err as Error).message}`, { cause: err })));
-      await new Promise<void>((resolve) => watcher!.once('ready', () => resolve()));
-      read();
+      await new Promise<void>((resolve) => {
+        endWait = resolve;
+        watcher!.once('ready', () => resolve());
+      });
+      if (!stopped) read();
     },
     async stop() {
       stopped = true;
+      endWait?.();
+      clearTimeout(trailing);
       await watcher?.close();
       watcher = undefined;
       clearTimeout(trailing);
@@ -91,14 +110,22 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
  * Throws a non-retryable `SourceError` naming the file, line and column.
  */
 export async function readMemberFile(sourceName: string, path: string): Promise<unknown[]> {
-  let text: string;
+  return parseMemberFile(sourceName, path, await readMemberText(sourceName, path));
+}
+
+/** Reads a member file's text; a missing or unreadable file is a non-retryable `SourceError`. */
+async function readMemberText(sourceName: string, path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : `cannot be read (${code ?? (err as Error).message})`;
     throw new SourceError(sourceName, `member file ${path} ${reason}`, { cause: err, retryable: false });
   }
+}
+
+/** Parses a member file's text (JSON by extension, else YAML) into the raw member list. */
+function parseMemberFile(sourceName: string, path: string, text: string): unknown[] {
   if (text.trim() === '') throw new SourceError(sourceName, `member file ${path} is empty (write [] for no members)`, { retryable: false });
   const data = extname(path).toLowerCase() === '.json' ? parseJson(sourceName, path, text) : parseYaml(sourceName, path, text);
   const list = Array.isArray(data) ? data : typeof data === 'object' && data !== null && Array.isArray((data as { members?: unknown }).members) ? (data as { members: unknown[] }).members : undefined;

@@ -1,4 +1,4 @@
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
@@ -144,5 +144,31 @@ describe('file source', () => {
     await writeFile(path, '[]');
     await waitFor(() => snapshots.length === 1, 'a snapshot once the file exists');
     expect(snapshots[0]).toEqual([]);
+  });
+});
+
+describe('file source, edge cases', () => {
+  it('follows a member file that is a symlink into a directory swapped as a whole (as a ConfigMap is)', async () => {
+    await mkdir(join(dir, 'v1'));
+    await writeFile(join(dir, 'v1', 'm.json'), '[{"name":"a","address":"10.0.0.1"}]');
+    await symlink('v1', join(dir, '..data'));
+    await symlink('..data/m.json', join(dir, 'm.json'));
+    const { snapshots, started } = start(join(dir, 'm.json'));
+    await started;
+    await waitFor(() => snapshots.length === 1, 'the first snapshot');
+    await mkdir(join(dir, 'v2'));
+    await writeFile(join(dir, 'v2', 'm.json'), '[{"name":"b","address":"10.0.0.2"}]');
+    await symlink('v2', join(dir, '..data_tmp'));
+    await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+    await waitFor(() => snapshots.at(-1)?.[0]?.name === 'b', 'the swapped content');
+  });
+
+  it('a stop before the watcher is ready ends start() too', async () => {
+    const path = join(dir, 'm.json');
+    await writeFile(path, '[]');
+    const { snapshots, started } = start(path);
+    await source!.stop();
+    await started;
+    expect(snapshots).toEqual([]);
   });
 });
