@@ -1,7 +1,8 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseListen } from '../ops/http.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/client.js';
+import { parseDnsServer } from '../sources/dns.js';
+import { isHostName } from '../sources/hostname.js';
 import { isSource, MEMBER_STATUSES, type Source } from '../sources/types.js';
 import { parseDuration } from './duration.js';
 
@@ -80,12 +81,11 @@ const command = z.union([
 /** Where the status endpoint listens: `host:port`, `[::1]:port`, or `:port` for every interface. */
 const listenAddress = z.string().refine(acceptedBy(parseListen), 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
 
-/** A DNS server: `ip`, `ip:port` or `[ipv6]:port`. */
-const dnsServer = z.string().refine((value) => {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
-  if (match) return isIP(match[1] ?? match[2] ?? '') !== 0 && Number(match[3]) >= 1 && Number(match[3]) <= 65535;
-  return isIP(value) !== 0;
-}, 'expected an IP address, "ip:port" or "[ipv6]:port"');
+/** A DNS server: `ip`, `ip:port` or `[ipv6]:port`, as the dns source parses it. */
+const dnsServer = z.string().superRefine((value, ctx) => {
+  const parsed = parseDnsServer(value);
+  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+});
 
 /** Names of sources become `sources.<name>` in templates, log fields and metric labels. */
 const sourceName = z
@@ -123,7 +123,7 @@ export const serfSourceSchema = z
 export const dnsSourceSchema = z
   .object({
     type: z.literal('dns'),
-    name: z.string().min(1),
+    name: z.string().refine(isHostName, 'not a DNS name'),
     record: z.enum(['SRV', 'A', 'AAAA']).default('SRV'),
     // IP addresses only: a server named by a host name would need DNS to be found.
     servers: z.array(dnsServer).min(1).optional(),

@@ -1,6 +1,7 @@
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { SourceError } from '../errors.js';
+import { isHostName } from './hostname.js';
 import type { Member, Source, SourceFactory } from './types.js';
 
 /**
@@ -58,8 +59,6 @@ const REASONS: Record<string, string> = {
   ENOMEM: 'out of memory',
   EOF: 'the server closed the connection',
 };
-// Same shape as the member gate's host names: labels of letters, digits, "-" and "_", a trailing dot allowed.
-const DNS_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 // Node's resolver takes a timeout as a 32-bit integer.
 const MAX_TIMEOUT = 2 ** 31 - 1;
 
@@ -331,12 +330,12 @@ class NoServer extends Error {}
 function validateOptions(name: string, options: DnsSourceOptions): { server: string; label: string }[] | undefined {
   const invalid = (option: string, message: string) => new SourceError(name, `invalid option \`${option}\`: ${message}`, { retryable: false });
   if (typeof name !== 'string' || name === '') throw new SourceError(String(name), 'a source needs a non-empty name', { retryable: false });
-  if (typeof options.name !== 'string' || !DNS_NAME.test(options.name)) throw invalid('name', `${JSON.stringify(options.name)} is not a DNS name`);
+  if (typeof options.name !== 'string' || !isHostName(options.name)) throw invalid('name', `${JSON.stringify(options.name)} is not a DNS name`);
   if (options.record !== 'SRV' && options.record !== 'A' && options.record !== 'AAAA') {
     throw invalid('record', `expected SRV, A or AAAA, got ${JSON.stringify(options.record)}`);
   }
   if (options.port !== undefined) {
-    if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw invalid('port', `expected an integer from 0 to 65535, got ${JSON.stringify(options.port)}`);
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) throw invalid('port', `expected an integer from 1 to 65535, got ${JSON.stringify(options.port)}`);
     if (options.record === 'SRV') throw invalid('port', 'SRV records carry their own port; `port` applies to A and AAAA records only');
   }
   for (const key of ['interval', 'timeout'] as const) {
@@ -346,7 +345,7 @@ function validateOptions(name: string, options: DnsSourceOptions): { server: str
   if (options.servers === undefined) return undefined;
   if (!Array.isArray(options.servers) || options.servers.length === 0) throw invalid('servers', 'expected a non-empty list (leave it out for the system resolvers)');
   return options.servers.map((entry, i) => {
-    const parsed = typeof entry === 'string' ? parseServer(entry) : 'expected a string';
+    const parsed = typeof entry === 'string' ? parseDnsServer(entry) : 'expected a string';
     if (typeof parsed === 'object') return { server: parsed.server, label: entry };
     throw invalid(`servers[${i}]`, `${JSON.stringify(entry)}: ${parsed}`);
   });
@@ -357,7 +356,7 @@ function validateOptions(name: string, options: DnsSourceOptions): { server: str
  * The port is checked here because Node's `setServers` does not: it takes 99999 modulo 65536, ignores 0 for
  * IPv6 and aborts the whole process on an IPv4 address with port 0.
  */
-function parseServer(entry: string): { server: string } | string {
+export function parseDnsServer(entry: string): { server: string } | string {
   const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(entry);
   const withPort = /^([^:[\]]+):(\d{1,5})$/.exec(entry);
   const host = bracketed ? bracketed[1]! : withPort ? withPort[1]! : entry;

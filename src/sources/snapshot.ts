@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { isHostName } from './hostname.js';
 import { MEMBER_STATUSES, type Member } from './types.js';
 
 /**
@@ -18,8 +19,6 @@ export interface DroppedMember {
 // U+0000–U+001F and U+007F: anything that could start a new line or confuse a terminal or a config parser.
 // oxlint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
-// RFC 1123 host names; underscores are tolerated (they cannot break a config line) and a trailing dot is allowed.
-const HOSTNAME = /^(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
 /**
  * Validates raw members from a source. Returns the valid ones, normalised (own `source`, tags copied,
@@ -102,7 +101,7 @@ function checkMember(value: unknown, source: string): Member | string {
   if (typeof m.name !== 'string' || m.name === '') return 'name must be a non-empty string';
   if (CONTROL.test(m.name)) return 'name contains a control character';
   if (typeof m.address !== 'string' || m.address === '') return 'address must be a non-empty string';
-  if (isIP(m.address) === 0 && !HOSTNAME.test(m.address)) return `address ${JSON.stringify(m.address)} is neither an IP address nor a valid host name`;
+  if (isIP(m.address) === 0 && !isHostName(m.address)) return `address ${JSON.stringify(m.address)} is neither an IP address nor a valid host name`;
   let port: number | undefined;
   if (m.port !== undefined && m.port !== null) {
     if (typeof m.port !== 'number' || !Number.isInteger(m.port) || m.port < 0 || m.port > 65535) {

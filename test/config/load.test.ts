@@ -102,6 +102,11 @@ describe('loadConfig', () => {
     expect(error.issues).toEqual([{ path: 'templates[0].timeout', message: 'the HAProxy reloader needs a timeout above 0 to confirm the reload' }]);
   });
 
+  it('checks dns names and servers as the dns source will', async () => {
+    const error = await configError({ sources: { d: { type: 'dns', name: 'bad name!', servers: ['dns.example', '127.0.0.1:0', '[::1]:53'] } }, templates: [{ contents: 'x', destination: 'o' }] } as never);
+    expect(error.issues.map((i) => i.path)).toEqual(['sources.d.name', 'sources.d.servers[0]', 'sources.d.servers[1]']);
+  });
+
   it('names a missing required key', async () => {
     const error = await configError({ sources: { a: { type: 'file', path: 'x' } }, templates: [{ contents: 'x' }] } as never);
     expect(error.issues).toEqual([{ path: 'templates[0].destination', message: 'required' }]);
