@@ -36,10 +36,13 @@ const BRAND = Symbol.for('rosterd.error');
 /** Base class of every error rosterd raises on purpose. */
 export class RosterdError extends Error {
   readonly code: RosterdErrorCode;
+  /** The message without its `[source x]` / `[template y]` prefix, for messages that name the component themselves. */
+  readonly detail: string;
 
-  constructor(code: RosterdErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: RosterdErrorCode, detail: string, options?: { cause?: unknown; prefix?: string }) {
+    super(options?.prefix ? `${options.prefix} ${detail}` : detail, options);
     this.code = code;
+    this.detail = detail;
     Object.defineProperty(this, 'name', { value: new.target.name, enumerable: false, configurable: true });
     Object.defineProperty(this, BRAND, { value: true, enumerable: false });
   }
@@ -81,7 +84,7 @@ export class TemplateError extends RosterdError {
     where: { template: string; file?: string; line?: number; column?: number },
     options?: { cause?: unknown },
   ) {
-    super(code, message, options);
+    super(code, message, { ...options, prefix: `[template ${where.template}]` });
     this.template = where.template;
     this.file = where.file;
     this.line = where.line;
@@ -99,7 +102,7 @@ export class SourceError extends RosterdError {
     message: string,
     options?: { cause?: unknown; retryable?: boolean; code?: 'E_SOURCE' | 'E_SOURCE_TIMEOUT' },
   ) {
-    super(options?.code ?? 'E_SOURCE', `[source ${source}] ${message}`, options);
+    super(options?.code ?? 'E_SOURCE', message, { cause: options?.cause, prefix: `[source ${source}]` });
     this.source = source;
     this.retryable = options?.retryable ?? true;
   }
@@ -119,7 +122,7 @@ export class TemplateRunError extends RosterdError {
     message: string,
     options?: { cause?: unknown; exitCode?: number; timedOut?: boolean },
   ) {
-    super(code, `[template ${template}] ${message}`, options);
+    super(code, message, { cause: options?.cause, prefix: `[template ${template}]` });
     this.template = template;
     this.exitCode = options?.exitCode;
     this.timedOut = options?.timedOut ?? false;

@@ -134,7 +134,7 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
       compiled = compileTemplate({ name, text, file, root: source === undefined ? where.baseDir : dirname(source), strict: t.strict });
     } catch (err) {
       if (!RosterdError.is(err)) throw err;
-      issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.message.replace(/^\[template [^\]]*\] /, '') });
+      issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.detail });
       continue;
     }
     const { name: _name, source: _source, contents: _contents, sources: selected, reload, ...rest } = t;

@@ -122,5 +122,5 @@ function toTemplateError(code: 'E_TEMPLATE' | 'E_RENDER', name: string, file: st
   reason = reason.replace(/, file:.*$/s, '').replace(/, line:\d+, col:\d+$/, '');
   const position = where.line !== undefined ? `:${where.line}:${where.column}` : '';
   const verb = code === 'E_TEMPLATE' ? 'does not compile' : 'failed to render';
-  return new TemplateError(code, `[template ${name}] ${where.file}${position}: ${verb}: ${reason}`, where, { cause: err });
+  return new TemplateError(code, `${where.file}${position}: ${verb}: ${reason}`, where, { cause: err });
 }

@@ -242,7 +242,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
           const status = this.roster.status(source);
           if (!status || status.members !== undefined) continue;
           const waitedMs = Date.now() - status.startedAt;
-          const error = status.lastError?.message.replace(/^\[source [^\]]*\] /, '');
+          const error = status.lastError && detailOf(status.lastError);
           this.logger.child({ template: t.config.name, source }).warn(
             { waitedMs, lastError: error },
             `waiting for source ${source}: no first snapshot after ${formatDuration(waitedMs)}${error ? `; last error: ${error}` : ''}`,
@@ -533,6 +533,11 @@ function isResolved(value: unknown): value is ResolvedConfig {
 function sameSource(a: ResolvedConfig['sources'][string], b: ResolvedConfig['sources'][string]): boolean {
   if (isSource(a) || isSource(b)) return a === b;
   return isDeepStrictEqual(a, b);
+}
+
+/** An error's message without the component prefix, when it has one. */
+function detailOf(error: Error): string {
+  return RosterdError.is(error) ? error.detail : error.message;
 }
 
 function failedResult(template: ResolvedTemplate, error: RosterdError, members: number, durationMs: number): TemplateResult {

@@ -164,7 +164,7 @@ export class Roster {
         const missing = names.filter((name) => this.entries.get(name)?.status.members === undefined);
         const first = missing[0] ?? '';
         const lastError = this.entries.get(first)?.status.lastError;
-        const detail = lastError ? `: ${lastError.message.replace(/^\[source [^\]]*\] /, '')}` : '';
+        const detail = lastError ? `: ${RosterdError.is(lastError) ? lastError.detail : lastError.message}` : '';
         reject(
           new SourceError(first, `no first snapshot within ${timeout} ms${detail}`, {
             code: 'E_SOURCE_TIMEOUT',
