@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseListen } from '../ops/http.js';
-import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/client.js';
+import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
 import { parseDnsServer } from '../sources/dns.js';
 import { isHostName } from '../sources/hostname.js';
 import { isSource, MEMBER_STATUSES, type Source } from '../sources/types.js';

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { Int64BE, Uint64BE } from 'int64-buffer';
 import msgpack from 'msgpack-lite';
-import { formatSerfAddr } from './address.js';
+import { DEFAULT_RPC_ADDRESS, formatSerfAddr, parseRpcAddress } from './address.js';
 import { SerfError } from './errors.js';
 import { MsgpackScanner } from './scanner.js';
 
@@ -135,8 +135,6 @@ export interface SerfClientEvents {
   close: [error: SerfError | undefined];
 }
 
-/** The agent's default RPC address. */
-export const DEFAULT_RPC_ADDRESS = '127.0.0.1:7373';
 
 /** A Serf RPC connection. Create one with `SerfClient.connect()`. */
 export class SerfClient extends EventEmitter<SerfClientEvents> {
@@ -455,19 +453,6 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
   }
 }
 
-/**
- * Splits `host:port` (IPv6 in brackets) into its parts.
- * @throws {TypeError} when the address is not of that form or the port is not 1–65535.
- */
-export function parseRpcAddress(address: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
-  const port = match ? Number(match[3]) : NaN;
-  const host = match ? (match[1] ?? match[2]!) : '';
-  if (!match || port < 1 || port > 65535 || (match[1] !== undefined && isIP(host) !== 6)) {
-    throw new TypeError(`expected an address of the form host:port (IPv6 as [::1]:7373), got ${JSON.stringify(address)}`);
-  }
-  return { host, port };
-}
 
 // --- internal ---
 

@@ -28,4 +28,4 @@ export type {
 } from './client.js';
 export { SerfError } from './errors.js';
 export type { SerfErrorReason } from './errors.js';
-export { formatSerfAddr } from './address.js';
+export { DEFAULT_RPC_ADDRESS, formatSerfAddr, parseRpcAddress } from './address.js';

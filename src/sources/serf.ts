@@ -1,5 +1,6 @@
 import { SourceError } from '../errors.js';
-import { SerfClient, parseRpcAddress, type SerfMember } from '../serf/client.js';
+import { parseRpcAddress } from '../serf/address.js';
+import { SerfClient, type SerfMember } from '../serf/client.js';
 import { SerfError } from '../serf/errors.js';
 import { MEMBER_STATUSES, type Member, type MemberStatus, type Source, type SourceFactory } from './types.js';
 

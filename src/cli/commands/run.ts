@@ -6,8 +6,7 @@ import { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
-import { parseListen, startStatusServer, type StatusServer } from '../../ops/http.js';
-import { createMetrics } from '../../ops/metrics.js';
+import { parseListen } from '../../ops/http.js';
 import { VERSION } from '../../version.js';
 
 /**
@@ -93,17 +92,28 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
     ['SIGHUP', reload],
   ];
   if (ctx.io.handleSignals !== false) for (const [signal, handler] of handlers) process.on(signal, handler);
-  const metrics = listen === undefined ? undefined : createMetrics(renderer, VERSION);
-  let status: StatusServer | undefined;
+  let status: { close(): Promise<void> } | undefined;
   try {
     // The endpoint comes up first, so that /ready tells the truth while the first renders are under way.
-    if (metrics && listen !== undefined) status = await startStatusServer({ listen, renderer, metrics, logger });
+    if (listen !== undefined) status = await serveStatus(renderer, listen, logger);
     await renderer.start();
     logger.info({ templates: renderer.currentConfig.templates.map((t) => t.name), pid: process.pid }, 'started');
     return await done;
   } finally {
     for (const [signal, handler] of handlers) process.off(signal, handler);
     await status?.close();
-    metrics?.close();
   }
+}
+
+/** Starts the status endpoint; its code (prom-client, the HTTP server) is loaded only when it is asked for. */
+async function serveStatus(renderer: Renderer, listen: string, logger: CommandContext['logger']): Promise<{ close(): Promise<void> }> {
+  const [{ startStatusServer }, { createMetrics }] = await Promise.all([import('../../ops/http.js'), import('../../ops/metrics.js')]);
+  const metrics = createMetrics(renderer, VERSION);
+  const server = await startStatusServer({ listen, renderer, metrics, logger });
+  return {
+    async close() {
+      await server.close();
+      metrics.close();
+    },
+  };
 }
