@@ -130,7 +130,7 @@ export class TemplateRunError extends RosterdError {
 }
 
 /** Formats config issues one per line, each prefixed with the file when known. */
-export function formatConfigIssues(issues: readonly ConfigIssue[], file?: string): string {
+function formatConfigIssues(issues: readonly ConfigIssue[], file?: string): string {
   const where = file ? `${file}: ` : '';
   if (issues.length === 1) {
     const only = issues[0]!;

@@ -2,7 +2,6 @@
 import { main } from './main.js';
 
 const code = await main(process.argv.slice(2));
-process.exitCode = code;
 // The daemon's handles are closed by now; exit explicitly anyway so a stray handle in a plugged-in source
 // cannot keep a finished `render --once` alive.
 process.exit(code);

@@ -13,7 +13,7 @@ export interface CliIo {
 }
 
 /** The options every command accepts. */
-export interface GlobalOptions {
+interface GlobalOptions {
   config?: string;
   logLevel: LevelWithSilent;
   logFormat: LogFormat;

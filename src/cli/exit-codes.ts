@@ -12,7 +12,7 @@ export const ExitCode = {
   SOURCE: 3,
 } as const;
 
-export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** The exit code for an error that ends a command. */
 export function exitCodeFor(error: unknown): ExitCodeValue {

@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, RosterdError } from '../errors.js';
+import { RosterdError } from '../errors.js';
 import { registerMembers } from './commands/members.js';
 import { registerRender } from './commands/render.js';
 import { registerRun } from './commands/run.js';
@@ -45,7 +45,6 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
 
 /** The text printed for an error that ends a command. */
 export function describeFailure(err: unknown): string {
-  if (err instanceof ConfigError) return `rosterd: ${err.message}\n`;
   if (RosterdError.is(err)) return `rosterd: ${err.message}\n`;
   return `rosterd: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`;
 }

@@ -30,7 +30,7 @@ function acceptedBy(parse: (value: string) => unknown): (value: string) => boole
 }
 
 /** `'200ms'`, `'2s'`, `'1m30s'` or a number of milliseconds → milliseconds. */
-export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
   const parsed = parseDuration(value);
   if (typeof parsed === 'number') return parsed;
   ctx.issues.push({ code: 'custom', message: parsed.error, input: value });
@@ -94,7 +94,7 @@ const sourceName = z
 
 // --- sources ---
 
-export const fileSourceSchema = z
+const fileSourceSchema = z
   .object({
     type: z.literal('file'),
     /** The member file (JSON or YAML, by extension). Relative to the config file's directory. */
@@ -102,7 +102,7 @@ export const fileSourceSchema = z
   })
   .strict();
 
-export const serfSourceSchema = z
+const serfSourceSchema = z
   .object({
     type: z.literal('serf'),
     rpcAddr: z
@@ -120,7 +120,7 @@ export const serfSourceSchema = z
   })
   .strict();
 
-export const dnsSourceSchema = z
+const dnsSourceSchema = z
   .object({
     type: z.literal('dns'),
     name: z.string().refine(isHostName, 'not a DNS name'),
@@ -182,7 +182,7 @@ export function isHaproxyReload(reload: unknown): reload is z.output<typeof hapr
   return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
 }
 
-export const templateSchema = z
+const templateSchema = z
   .object({
     /** Names the template in logs, events and metrics. Default: the destination's file name. */
     name: z.string().min(1).optional(),
@@ -255,11 +255,10 @@ export const configSchema = z
 /** The config as a user writes it. */
 export type RosterdConfig = z.input<typeof configSchema>;
 /** The config after validation: durations in ms, modes as numbers, defaults filled. Paths as written. */
-export type ParsedConfig = z.output<typeof configSchema>;
+type ParsedConfig = z.output<typeof configSchema>;
 export type ParsedTemplate = ParsedConfig['templates'][number];
-export type FileSourceConfig = z.output<typeof fileSourceSchema>;
-export type SerfSourceConfig = z.output<typeof serfSourceSchema>;
-export type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
+type FileSourceConfig = z.output<typeof fileSourceSchema>;
+type SerfSourceConfig = z.output<typeof serfSourceSchema>;
+type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
 export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig;
 export type ReloadConfig = NonNullable<ParsedTemplate['reload']>;
-export type CommandConfig = z.output<typeof command>;

@@ -6,7 +6,7 @@ import type { Renderer } from '../runner/renderer.js';
 import type { RendererMetrics } from './metrics.js';
 
 /** How long one computation of `/metrics` serves further scrapes, in ms. */
-export const METRICS_CACHE_MS = 1000;
+const METRICS_CACHE_MS = 1000;
 
 /** A running status endpoint. */
 export interface StatusServer {

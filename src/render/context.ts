@@ -2,7 +2,7 @@ import { compareMembers } from '../sources/snapshot.js';
 import type { Member } from '../sources/types.js';
 
 /** What a template sees. */
-export interface RenderContext {
+interface RenderContext {
   /** Members of the template's sources, merged and sorted by name, address and port. */
   members: Member[];
   /** Members per source, by source name. */

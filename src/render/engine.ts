@@ -19,7 +19,7 @@ export interface CompiledTemplate {
  * error, not an empty string; `{% if %}` and `| default` still accept missing keys. Partials
  * (`{% render "x.liquid" %}`) resolve next to the template and are cached until the next config load.
  */
-export function createEngine(options: { root: string; strict: boolean }): Liquid {
+function createEngine(options: { root: string; strict: boolean }): Liquid {
   const engine = new Liquid({
     root: [options.root],
     partials: [options.root],

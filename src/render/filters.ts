@@ -3,7 +3,7 @@ import type { Member, MemberStatus } from '../sources/types.js';
 
 /**
  * Filters for rendering configs from member lists. Each is a plain function of its input so it can be
- * tested alone; `registerFilters` (engine.ts) installs them under their Liquid names.
+ * tested alone; `createEngine` (engine.ts) registers them under their Liquid names.
  */
 
 /** `members | tagged: "role"` keeps members that have the tag; `tagged: "role", "web"` those where it equals "web". */

@@ -132,7 +132,7 @@ export async function renderAndInstall(
  * Why the guards refuse a render, or undefined. `maxShrink` compares with the members this process
  * last installed for the template, so it does not apply to the first render.
  */
-export function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'maxShrink'>, members: ReadonlySet<string>, last: ReadonlySet<string> | undefined): string | undefined {
+function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'maxShrink'>, members: ReadonlySet<string>, last: ReadonlySet<string> | undefined): string | undefined {
   if (members.size < template.minMembers) {
     return `only ${members.size} member(s), fewer than minMembers ${template.minMembers}; keeping the previous file`;
   }

@@ -1,5 +1,5 @@
 /** Quiescence for one template, as consul-template's `wait`: both values in milliseconds. */
-export interface Wait {
+interface Wait {
   min: number;
   max: number;
 }

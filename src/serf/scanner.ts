@@ -9,7 +9,7 @@
  */
 
 /** The largest value the scanner accepts unless told otherwise: far above any Serf reply (~700 B a member). */
-export const DEFAULT_MAX_VALUE_BYTES = 128 * 1024 * 1024;
+const DEFAULT_MAX_VALUE_BYTES = 128 * 1024 * 1024;
 
 /** The byte stream is not MessagePack, or holds a value larger than allowed. */
 export class MsgpackScanError extends Error {

@@ -6,7 +6,7 @@ import createSerfSource from './serf.js';
 import { isSource, type Source, type SourceFactory } from './types.js';
 
 /** The built-in source types, by the `type` written in a config. */
-const FACTORIES: { [T in SourceConfig['type']]?: SourceFactory<Extract<SourceConfig, { type: T }>> } = {
+const FACTORIES: { [T in SourceConfig['type']]: SourceFactory<Extract<SourceConfig, { type: T }>> } = {
   file: createFileSource,
   dns: createDnsSource,
   serf: createSerfSource,
@@ -15,8 +15,7 @@ const FACTORIES: { [T in SourceConfig['type']]?: SourceFactory<Extract<SourceCon
 /** Builds the source a config entry describes, or returns a plugged-in `Source` object as it is. */
 export function createSource(name: string, config: SourceConfig | Source, logger: Logger): Source {
   if (isSource(config)) return config;
-  const factory = FACTORIES[config.type] as SourceFactory<SourceConfig> | undefined;
-  if (!factory) throw new TypeError(`[source ${name}] source type "${config.type}" is not available in this build`);
+  const factory = FACTORIES[config.type] as SourceFactory<SourceConfig>;
   return factory(name, config, { logger: logger.child({ source: name }) });
 }
 

@@ -55,7 +55,7 @@ export function compareMembers(a: Member, b: Member): number {
 }
 
 /** True when two sanitized snapshots hold the same members with the same data. */
-export function sameMembers(a: readonly Member[], b: readonly Member[]): boolean {
+function sameMembers(a: readonly Member[], b: readonly Member[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;

@@ -32,7 +32,7 @@ export function registerMembers(program: Command, io: CliIo, setExit: (code: num
 }
 
 /** A plain table: one member per line, columns aligned, tags as `k=v` sorted by key. */
-export function formatTable(members: readonly Member[]): string {
+function formatTable(members: readonly Member[]): string {
   const header = ['SOURCE', 'NAME', 'ADDRESS', 'PORT', 'STATUS', 'TAGS'];
   const rows = members.map((m) => [
     m.source,

@@ -1,6 +1,5 @@
 import { Option, type Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { RosterdError } from '../../errors.js';
 import { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode, exitCodeFor } from '../exit-codes.js';
@@ -44,7 +43,6 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
           const code = exitCodeFor(result.error);
           // A source that gave nothing outranks a template that failed: nothing could be rendered from it.
           if (code === ExitCode.SOURCE || exit === ExitCode.OK) exit = code;
-          if (!RosterdError.is(result.error)) throw result.error;
         }
       }
       setExit(exit);
