@@ -24,6 +24,12 @@ export interface MasterCliOptions {
    * `show proc` (the default, true); set it to false for `reload`, which must not run twice.
    */
   retryAfterSend?: boolean;
+  /**
+   * Retry an empty reply too. A master that re-executes for a reload may close a connection it had accepted
+   * without answering: for `show proc` that is the same transient as a refused connection. Not for `reload`,
+   * whose success is an empty reply. Default false.
+   */
+  retryEmpty?: boolean;
   /** Called before each retry, with the error that caused it (for logs and tests). */
   onRetry?: (error: MasterCliError, attempt: number) => void;
 }
@@ -78,7 +84,12 @@ export async function masterCliCommand(
   const deadline = Date.now() + timeout;
   for (let attempt = 1; ; attempt++) {
     const outcome = await exchange(socketPath, command, Math.max(1, deadline - Date.now()));
-    if (outcome.ok) return outcome.reply;
+    if (outcome.ok) {
+      const again = options.retryEmpty === true && outcome.reply.trim() === '' && Date.now() + retryDelay < deadline;
+      if (!again) return outcome.reply;
+      await delay(retryDelay);
+      continue;
+    }
     const { errno, sent } = outcome;
     const error = new MasterCliError(socketPath, command, describeFailure(outcome, timeout, attempt), {
       errno,

@@ -166,12 +166,7 @@ function describeWorkers(workers: readonly ChildProc[]): string {
 }
 
 async function readState(socket: string, deadline: number, retryDelay: number): Promise<ProcState> {
-  for (;;) {
-    const reply = await masterCliCommand(socket, 'show proc', { timeout: Math.max(1, deadline - Date.now()), retryDelay });
-    // Empty: the master closed the accepted connection as it re-executed. Ask again while time is left.
-    if (reply.trim() !== '' || Date.now() + retryDelay >= deadline) return parseShowProc(reply);
-    await delay(retryDelay);
-  }
+  return parseShowProc(await masterCliCommand(socket, 'show proc', { timeout: Math.max(1, deadline - Date.now()), retryDelay, retryEmpty: true }));
 }
 
 /** Sends `reload` on the master CLI; returns a reason when it certainly did not reach the master. */
