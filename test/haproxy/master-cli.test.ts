@@ -57,6 +57,14 @@ describe('masterCliCommand', () => {
     expect(reply).toBe(`you said "show proc\\n"\n${big}\n`);
   });
 
+  it('with retryEmpty, asks again after an empty reply (a master closing as it re-executes)', async () => {
+    const path = join(dir.path, 'cli.sock');
+    let calls = 0;
+    const fake = await fakeCli(path, () => (++calls < 3 ? '' : 'state\n'));
+    expect(await masterCliCommand(path, 'show proc', { timeout: 2_000, retryEmpty: true })).toBe('state\n');
+    expect(fake.received).toHaveLength(3);
+  });
+
   it('returns an empty reply as an empty string', async () => {
     const path = join(dir.path, 'cli.sock');
     await fakeCli(path, () => '');
