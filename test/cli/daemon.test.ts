@@ -1,34 +1,19 @@
-import { readFileSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startDaemon, type Daemon } from '../helpers/cli.js';
-import { tempDir } from '../helpers/tmp.js';
+import { describe, expect, it } from 'vitest';
+import type { Daemon } from '../helpers/cli.js';
+import { isGone, readPids } from '../helpers/procs.js';
 import { waitFor } from '../helpers/wait.js';
+import { useWorkspace } from '../helpers/workspace.js';
 
 const BIN_DIR = fileURLToPath(new URL('../fixtures/bin/', import.meta.url));
 
-let dir: string;
-let cleanup: () => Promise<void>;
+const ws = useWorkspace();
+const at = ws.at;
 let daemon: Daemon | undefined;
-beforeEach(async () => {
-  ({ path: dir, cleanup } = await tempDir());
-});
-afterEach(async () => {
-  await daemon?.stop('SIGKILL').catch(() => undefined);
-  daemon = undefined;
-  await cleanup();
-});
-
-const at = (name: string): string => join(dir, name);
 const TEMPLATE = '{% for m in members %}server {{ m.name }} {{ m.address }}\n{% endfor %}';
 
-async function writeMembers(...names: string[]): Promise<void> {
-  const list = names.map((name, i) => ({ name, address: `10.0.0.${i + 1}` }));
-  await writeFile(at('members.json.tmp'), JSON.stringify(list));
-  await rename(at('members.json.tmp'), at('members.json'));
-}
 
 async function writeConfig(template: Record<string, unknown>): Promise<void> {
   const config = { sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ contents: TEMPLATE, destination: 'out.cfg', ...template }] };
@@ -38,41 +23,27 @@ async function writeConfig(template: Record<string, unknown>): Promise<void> {
 const output = (): Promise<string> => readFile(at('out.cfg'), 'utf8').catch(() => '');
 const reloadCount = async (): Promise<number> => (await readFile(at('reloads'), 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
 
-/** True while a process with this pid exists (zombies included: they are gone for our purpose). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 describe('rosterd run (daemon)', () => {
   it('renders at start and follows an edit within wait.max plus a margin', async () => {
-    await writeMembers('a');
+    await ws.writeMembers('a');
     await writeConfig({ wait: { min: '100ms', max: '400ms' } });
-    daemon = startDaemon([], { cwd: dir });
+    daemon = ws.startDaemon();
     await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render', { timeout: 15_000 });
     const edited = Date.now();
-    await writeMembers('a', 'b');
+    await ws.writeMembers('a', 'b');
     await waitFor(async () => (await output()).includes('server b'), 'the edit rendered', { timeout: 5000, interval: 10 });
     expect(Date.now() - edited).toBeLessThan(400 + 1000);
     expect(await daemon.stop('SIGTERM')).toBe(0);
   });
 
   it('a burst of edits inside wait.min gives one render and one reload', async () => {
-    await writeMembers('a');
+    await ws.writeMembers('a');
     await writeConfig({ wait: { min: '1500ms', max: '10s' }, reload: `echo reload >> ${at('reloads')}` });
-    daemon = startDaemon([], { cwd: dir });
+    daemon = ws.startDaemon();
     await waitFor(async () => (await reloadCount()) === 1, 'the first render and reload');
     const since = daemon.logs.length;
-    for (const name of ['b', 'c', 'd', 'e', 'f']) await writeMembers('a', name);
+    for (const name of ['b', 'c', 'd', 'e', 'f']) await ws.writeMembers('a', name);
     await waitFor(async () => (await output()).includes('server f'), 'the burst rendered');
     await daemon.waitForLog(/^reloaded/, { since });
     expect(daemon.logs.slice(since).filter((l) => String(l.msg).startsWith('wrote '))).toHaveLength(1);
@@ -80,30 +51,30 @@ describe('rosterd run (daemon)', () => {
   });
 
   it('a corrupt member file keeps the old output and the daemon alive; fixing it renders again', async () => {
-    await writeMembers('a');
+    await ws.writeMembers('a');
     await writeConfig({});
-    daemon = startDaemon([], { cwd: dir });
+    daemon = ws.startDaemon();
     await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
     await writeFile(at('members.json'), '[{"name": "b", "address": ');
     const error = await daemon.waitForLog(/invalid JSON/);
     expect(error).toMatchObject({ level: 50, source: 'web' });
     expect(await output()).toBe('server a 10.0.0.1\n');
     expect(daemon.child.exitCode).toBeNull();
-    await writeMembers('b');
+    await ws.writeMembers('b');
     await waitFor(async () => (await output()) === 'server b 10.0.0.1\n', 'a render after the fix');
   });
 
   it('SIGHUP with an invalid config keeps the old one; with a valid one applies it', async () => {
-    await writeMembers('a');
+    await ws.writeMembers('a');
     await writeConfig({});
-    daemon = startDaemon([], { cwd: dir });
+    daemon = ws.startDaemon();
     await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
     await writeConfig({ contents: 'v2 {{ members | size }}', wiat: 1 });
     let since = daemon.logs.length;
     daemon.child.kill('SIGHUP');
     await daemon.waitForLog(/still running the previous one/, { since });
     expect(daemon.logs.slice(since).some((l) => l.path === 'templates[0].wiat')).toBe(true);
-    await writeMembers('a', 'b');
+    await ws.writeMembers('a', 'b');
     await waitFor(async () => (await output()).includes('server b'), 'the old config still renders');
     await writeConfig({ contents: 'v2 {{ members | size }}\n' });
     since = daemon.logs.length;
@@ -112,38 +83,40 @@ describe('rosterd run (daemon)', () => {
     await waitFor(async () => (await output()) === 'v2 2\n', 'the new template rendered');
   });
 
-  it('SIGTERM during a reload lets the command end (killed at its timeout), exits 0 and leaves no process behind', async () => {
-    await writeMembers('a');
+  it('SIGTERM during a reload lets the command finish, then exits 0', async () => {
+    await ws.writeMembers('a');
+    await writeConfig({ reload: `touch ${at('started')}; sleep 1; echo done > ${at('finished')}`, timeout: '30s' });
+    daemon = ws.startDaemon();
+    await waitFor(() => readFile(at('started')).then(() => true, () => false), 'the reload command to start');
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+    expect(await readFile(at('finished'), 'utf8')).toBe('done\n');
+  });
+
+  it('SIGTERM during a reload that outlasts its timeout kills its whole group, exits 0 and leaves no process behind', async () => {
+    await ws.writeMembers('a');
     const pids = at('pids');
     await writeConfig({ reload: [join(BIN_DIR, 'sleep-with-child'), pids, '30'], timeout: '1s' });
-    daemon = startDaemon([], { cwd: dir });
-    const [shell, grandchild] = await waitFor(async () => {
-      const text = await readFile(pids, 'utf8').catch(() => '');
-      const found = text.trim().split(' ').map(Number);
-      return found.length === 2 ? found : undefined;
-    }, 'the reload command to start');
-    expect(alive(grandchild!)).toBe(true);
+    daemon = ws.startDaemon();
+    const { leader, grandchild } = await readPids(pids);
+    expect(isGone(grandchild)).toBe(false);
     const started = Date.now();
     expect(await daemon.stop('SIGTERM')).toBe(0);
     expect(Date.now() - started).toBeLessThan(8000);
-    await waitFor(() => !alive(shell!) && !alive(grandchild!), 'the command and its child to be gone', { timeout: 5000 });
+    await waitFor(() => isGone(leader) && isGone(grandchild), 'the command and its child to be gone', { timeout: 5000 });
   });
 
   it('a second SIGINT exits at once, killing running commands', async () => {
-    await writeMembers('a');
+    await ws.writeMembers('a');
     const pids = at('pids');
     await writeConfig({ reload: [join(BIN_DIR, 'sleep-with-child'), pids, '30'], timeout: '60s' });
-    daemon = startDaemon([], { cwd: dir });
-    const [, grandchild] = await waitFor(async () => {
-      const found = (await readFile(pids, 'utf8').catch(() => '')).trim().split(' ').map(Number);
-      return found.length === 2 ? found : undefined;
-    }, 'the reload command to start');
+    daemon = ws.startDaemon();
+    const { grandchild } = await readPids(pids);
     const child = daemon.child;
     child.kill('SIGINT');
     await daemon.waitForLog(/^stopping/);
     const started = Date.now();
     expect(await daemon.stop('SIGINT', 5000)).toBe(130);
     expect(Date.now() - started).toBeLessThan(3000);
-    await waitFor(() => !alive(grandchild!), 'the reload command to be killed', { timeout: 5000 });
+    await waitFor(() => isGone(grandchild), 'the reload command to be killed', { timeout: 5000 });
   });
 });

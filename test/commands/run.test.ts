@@ -1,10 +1,11 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { describeCommand, idle, killAllCommands, runCommand } from '../../src/commands/run.js';
 import { tempDir } from '../helpers/tmp.js';
+import { isGone, readPids } from '../helpers/procs.js';
 import { waitFor } from '../helpers/wait.js';
 
 const BIN = fileURLToPath(new URL('../fixtures/bin/', import.meta.url));
@@ -22,31 +23,6 @@ afterEach(async () => {
   await dir.cleanup();
 });
 
-/**
- * True when the process no longer runs. A zombie counts as gone: it is dead, and only waits for its parent to
- * reap it. Orphans are reparented to PID 1, and some container inits never reap them.
- */
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.charAt(stat.lastIndexOf(')') + 2) === 'Z';
-  } catch {
-    return true;
-  }
-}
-
-/** Waits for the pid file written by `sleep-with-child`: its own pid and its grandchild's. */
-async function readPids(file: string): Promise<{ leader: number; grandchild: number }> {
-  const text = await waitFor(() => readFile(file, 'utf8').catch(() => ''), `pid file ${file}`);
-  const [leader, grandchild] = text.trim().split(' ').map(Number);
-  if (!leader || !grandchild) throw new Error(`bad pid file: ${text}`);
-  return { leader, grandchild };
-}
 
 async function exists(path: string): Promise<boolean> {
   return access(path).then(
@@ -267,7 +243,7 @@ describe('killAllCommands and idle', () => {
     const results = pidFiles.map((file) =>
       runCommand([bin('sleep-with-child'), file, '30'], { placeholders: {}, timeout: 60_000, killGrace: 500 }),
     );
-    const pids = await Promise.all(pidFiles.map(readPids));
+    const pids = await Promise.all(pidFiles.map((file) => readPids(file)));
     const started = performance.now();
     killAllCommands();
     for (const result of await Promise.all(results)) {

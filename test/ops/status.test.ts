@@ -1,33 +1,19 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli, startDaemon, type Daemon } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { runCli, type Daemon } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
-import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
+import { useWorkspace } from '../helpers/workspace.js';
 
 const BIN_DIR = fileURLToPath(new URL('../fixtures/bin/', import.meta.url));
 
-let dir: string;
-let cleanup: () => Promise<void>;
+const ws = useWorkspace();
+const at = ws.at;
 let daemon: Daemon | undefined;
-beforeEach(async () => {
-  ({ path: dir, cleanup } = await tempDir());
-});
-afterEach(async () => {
-  await daemon?.stop('SIGKILL').catch(() => undefined);
-  daemon = undefined;
-  await cleanup();
-});
-
-const at = (name: string): string => join(dir, name);
 const SECRET_NAME = 'member-name-that-must-not-leak';
 
-async function writeMembers(...names: string[]): Promise<void> {
-  await writeFile(at('m.tmp'), JSON.stringify(names.map((name, i) => ({ name, address: `10.0.0.${i + 1}` }))));
-  await rename(at('m.tmp'), at('members.json'));
-}
 
 /** Reads one sample of a metric from Prometheus text, e.g. `rosterd_renders_total{template="app"}`. */
 function sample(text: string, series: string): number | undefined {
@@ -37,7 +23,7 @@ function sample(text: string, series: string): number | undefined {
 
 describe('status endpoint', () => {
   it('serves /health, /ready and /metrics; counters move; /ready follows the sources; no member data in metrics', async () => {
-    await writeMembers(SECRET_NAME, 'b');
+    await ws.writeMembers(SECRET_NAME, 'b');
     const port = await freePort();
     const config = {
       sources: { web: { type: 'file', path: 'members.json' } },
@@ -48,7 +34,7 @@ describe('status endpoint', () => {
       http: { listen: `127.0.0.1:${port}` },
     };
     await writeFile(at('renderer.config.json'), JSON.stringify(config));
-    daemon = startDaemon([], { cwd: dir });
+    daemon = ws.startDaemon();
     const base = `http://127.0.0.1:${port}`;
     const metrics = async (): Promise<string> => (await fetch(`${base}/metrics`)).text();
 
@@ -71,7 +57,7 @@ describe('status endpoint', () => {
     expect(await notReady.json()).toMatchObject({ ready: false, templates: [{ template: 'app', ok: true }, { template: 'flaky', ok: false }] });
 
     // A guard refusal is counted.
-    await writeMembers('b');
+    await ws.writeMembers('b');
     await waitFor(async () => sample(await metrics(), 'rosterd_guard_refusals_total{template="app"}') === 1, 'a guard refusal counted');
 
     // Without the failing template, readiness follows the source.
@@ -82,7 +68,7 @@ describe('status endpoint', () => {
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 503, '/ready after the source went down');
     // /metrics is computed at most once a second: wait for the next computation.
     await waitFor(async () => sample(await metrics(), 'rosterd_source_up{source="web"}') === 0, 'source_up 0 in /metrics');
-    await writeMembers('c', 'd');
+    await ws.writeMembers('c', 'd');
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 200, '/ready after the source came back');
 
     text = await metrics();
@@ -93,9 +79,9 @@ describe('status endpoint', () => {
   });
 
   it('refuses an address it cannot listen on with a config error', async () => {
-    await writeMembers('a');
+    await ws.writeMembers('a');
     await writeFile(at('renderer.config.json'), JSON.stringify({ sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ contents: 'x', destination: 'o' }] }));
-    const run = await runCli(['run', '--listen', 'not-an-address'], { cwd: dir });
+    const run = await runCli(['run', '--listen', 'not-an-address'], { cwd: ws.dir });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--listen: listen address "not-an-address" is not "host:port"');
   });
@@ -112,7 +98,7 @@ describe('waiting warnings', () => {
         warnInterval: '200ms',
       }),
     );
-    daemon = startDaemon([], { cwd: dir });
+    daemon = ws.startDaemon();
     const first = await daemon.waitForLog(/^waiting for source cluster/);
     expect(first).toMatchObject({ template: 'lb', source: 'cluster', level: 40 });
     expect(String(first.lastError)).toContain('ECONNREFUSED');
@@ -129,7 +115,7 @@ describe('waiting warnings', () => {
         warnInterval: '200ms',
       }),
     );
-    const run = await runCli(['render', '--once', '--timeout', '1s', '--log-format', 'json'], { cwd: dir });
+    const run = await runCli(['render', '--once', '--timeout', '1s', '--log-format', 'json'], { cwd: ws.dir });
     expect(run.code).toBe(3);
     const warnings = run.stderr
       .split('\n')
