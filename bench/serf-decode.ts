@@ -1,6 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import msgpack from 'msgpack-lite';
 import { MsgpackScanner } from '../src/serf/scanner.js';
+import { serfMemberRecord } from '../test/helpers/serf-wire.js';
 import { formatSection, median, type BenchSection } from './types.js';
 
 const MEMBERS = 20_000;
@@ -8,19 +9,12 @@ const CHUNK = 16 * 1024;
 
 /** A `members` reply (header + body) as the agent writes it: bin `Addr`, a few string tags per member. */
 function membersReply(count: number): Buffer {
-  const members = Array.from({ length: count }, (_, i) => ({
-    Name: `node-${String(i).padStart(5, '0')}.dc1.example.internal`,
-    Addr: Buffer.from([10, (i >> 16) & 255, (i >> 8) & 255, i & 255]),
-    Port: 7946,
-    Tags: { role: i % 3 === 0 ? 'db' : 'web', zone: `eu-west-${i % 3}`, port: String(8000 + (i % 100)), version: '2.14.1' },
-    Status: 'alive',
-    ProtocolMin: 1,
-    ProtocolMax: 5,
-    ProtocolCur: 2,
-    DelegateMin: 2,
-    DelegateMax: 5,
-    DelegateCur: 5,
-  }));
+  const members = Array.from({ length: count }, (_, i) =>
+    serfMemberRecord(`node-${String(i).padStart(5, '0')}.dc1.example.internal`, {
+      addr: [10, (i >> 16) & 255, (i >> 8) & 255, i & 255],
+      tags: { role: i % 3 === 0 ? 'db' : 'web', zone: `eu-west-${i % 3}`, port: String(8000 + (i % 100)), version: '2.14.1' },
+    }),
+  );
   return Buffer.concat([msgpack.encode({ Seq: 2, Error: '' }), msgpack.encode({ Members: members })]);
 }
 

@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SerfClient, SerfError } from '../../src/serf/index.js';
+import { serfMemberRecord } from '../helpers/serf-wire.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -31,19 +32,7 @@ interface FakeAgent {
 
 const header = (seq: number, error = '') => msgpack.encode({ Seq: seq, Error: error });
 const reply = (seq: number, body?: unknown) => (body === undefined ? header(seq) : Buffer.concat([header(seq), msgpack.encode(body)]));
-const member = (name: string) => ({
-  Name: name,
-  Addr: Buffer.from([10, 0, 0, 1]),
-  Port: 7946,
-  Tags: { role: 'web' },
-  Status: 'alive',
-  ProtocolMin: 1,
-  ProtocolMax: 5,
-  ProtocolCur: 2,
-  DelegateMin: 2,
-  DelegateMax: 5,
-  DelegateCur: 5,
-});
+const member = (name: string) => serfMemberRecord(name);
 
 /** Starts a fake agent. It answers the handshake itself; `onRequest` handles everything after it. */
 async function fakeAgent(onRequest: (request: Request, socket: Socket) => void): Promise<FakeAgent> {
