@@ -1,7 +1,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SourceError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
 import { SerfClient, SerfError } from '../../src/serf/index.js';
+import createSerfSource from '../../src/sources/serf.js';
 import { serfMemberRecord } from '../helpers/serf-wire.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -288,5 +291,65 @@ describe('SerfClient against a misbehaving agent', () => {
   it('rejects an address that is not host:port', async () => {
     await expect(SerfClient.connect({ address: 'localhost' })).rejects.toThrow(TypeError);
     await expect(SerfClient.connect({ address: '[nope]:7373' })).rejects.toThrow(/host:port/);
+  });
+});
+
+describe('the serf source against a fake agent', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  const event = (seq: number, name: string) => Buffer.concat([header(seq), msgpack.encode({ Event: 'member-join', Members: [member(name)] })]);
+
+  async function watch(agent: FakeAgent) {
+    const snapshots: string[][] = [];
+    const errors: Error[] = [];
+    const source = createSerfSource('cluster', { rpcAddr: agent.address, status: ['alive'], portTag: 'port', resyncDelay: 50, connectTimeout: 2000 }, { logger: silentLogger() });
+    await source.start(
+      (members) => snapshots.push(members.map((m) => m.name)),
+      (err) => errors.push(err),
+    );
+    cleanups.push(() => source.stop());
+    return { snapshots, errors };
+  }
+
+  it('takes members from `members` only, never from event bodies, and merges a burst of events into one refresh', async () => {
+    let stream: { seq: number; socket: Socket } | undefined;
+    const agent = await fakeAgent((request, socket) => {
+      if (request.command === 'stream') {
+        stream = { seq: request.seq, socket };
+        socket.write(reply(request.seq));
+      } else if (request.command === 'members') socket.write(reply(request.seq, { Members: [member('x')] }));
+    });
+    cleanups.push(agent.close);
+    const watched = await watch(agent);
+    await waitFor(() => watched.snapshots.length === 1 && stream, 'the first snapshot');
+    const membersCalls = () => agent.requests.filter((r) => r.command === 'members').length;
+    // Ten events naming a member that `members` does not list.
+    for (let i = 0; i < 10; i++) stream!.socket.write(event(stream!.seq, 'ghost'));
+    await waitFor(() => membersCalls() === 2, 'one refresh after the burst');
+    // One more event is the barrier: its refresh is the third, so the burst caused exactly one.
+    stream!.socket.write(event(stream!.seq, 'ghost'));
+    await waitFor(() => membersCalls() === 3, 'the refresh after the barrier');
+    await waitFor(() => watched.snapshots.length === 3, 'the snapshot of each refresh');
+    expect(watched.snapshots.flat()).not.toContain('ghost');
+    expect(watched.errors).toEqual([]);
+  });
+
+  it('drops a connection that sends garbage, reports it, reconnects and takes a fresh snapshot', async () => {
+    const connections = new Set<Socket>();
+    const agent = await fakeAgent((request, socket) => {
+      connections.add(socket);
+      if (request.command === 'stream') socket.write(reply(request.seq));
+      else if (request.command === 'members') socket.write(connections.size === 1 ? Buffer.from([0xc1, 0xc1, 0xc1]) : reply(request.seq, { Members: [member('x')] }));
+    });
+    cleanups.push(agent.close);
+    const watched = await watch(agent);
+    await waitFor(() => watched.snapshots.length === 1, 'a snapshot over a second connection');
+    expect(watched.snapshots[0]).toEqual(['x']);
+    expect(watched.errors).toHaveLength(1);
+    expect(watched.errors[0]).toBeInstanceOf(SourceError);
+    expect(connections.size).toBe(2);
   });
 });
