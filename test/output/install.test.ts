@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -326,10 +326,18 @@ describe('failures leave the old file and no temporary file', () => {
   });
 
   describe('as an unprivileged user (root ignores directory permissions)', () => {
-    /** Runs one scenario in a child process that is not root, against this very source file. */
+    /**
+     * Runs one scenario in a child process that is not root, against the built module (test/global-setup.ts
+     * builds it), copied next to the work directory: the unprivileged user may not be able to read the
+     * repository itself.
+     */
     async function runUnprivileged(scenario: 'read-only before prepare' | 'read-only before commit') {
       const work = join(dir.path, 'work');
       await mkdir(work);
+      const modules = join(dir.path, 'module');
+      await mkdir(join(modules, 'output'), { recursive: true });
+      await copyFile(join(ROOT, 'dist/output/install.js'), join(modules, 'output/install.js'));
+      await copyFile(join(ROOT, 'dist/errors.js'), join(modules, 'errors.js'));
       await writeFile(join(work, 'out.cfg'), 'old');
       if (isRoot) {
         await chmod(dir.path, 0o755);
@@ -363,8 +371,8 @@ describe('failures leave the old file and no temporary file', () => {
       `;
       const { stdout } = await promisify(execFile)(
         process.execPath,
-        ['--import', 'jiti/register', '--input-type=module', '-e', script, join(ROOT, 'src/output/install.ts'), work, scenario],
-        { cwd: ROOT, ...(isRoot ? { uid: NOBODY, gid: NOBODY } : {}) },
+        ['--input-type=module', '-e', script, join(modules, 'output/install.js'), work, scenario],
+        { cwd: dir.path, ...(isRoot ? { uid: NOBODY, gid: NOBODY } : {}) },
       );
       return JSON.parse(stdout) as {
         error?: { code: string; message: string };
