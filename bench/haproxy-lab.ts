@@ -346,16 +346,15 @@ echo restart >> "$DIR/restarts"
       const exited = new Promise((resolve) => agent.once('exit', resolve));
       agent.kill('SIGKILL');
       await exited;
-      // A handler that was running when the agent died still starts its HAProxy (daemonized, in a session of
-      // its own): match every HAProxy of this directory by its command line until none is left.
-      const config = join(dir, 'haproxy.cfg');
+      // A handler that was running when the agent died goes on and still starts its HAProxy (daemonized, in a
+      // session of its own): end the handlers first, then every HAProxy of this directory, matched by command
+      // line, until neither is left.
+      const patterns = [handler, join(dir, 'haproxy.cfg')];
       await waitFor(
         async () => {
-          await execFileAsync('pkill', ['-KILL', '-f', config]).catch(() => undefined);
-          return execFileAsync('pgrep', ['-f', config]).then(
-            () => false,
-            () => true,
-          );
+          for (const pattern of patterns) await execFileAsync('pkill', ['-KILL', '-f', pattern]).catch(() => undefined);
+          const left = await Promise.all(patterns.map((pattern) => execFileAsync('pgrep', ['-f', pattern]).then(() => true, () => false)));
+          return !left.includes(true);
         },
         'every baseline HAProxy to be gone',
         { timeout: 10_000, interval: 200 },
