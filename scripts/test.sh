@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Debian packages and npm packages), then runs the whole check:
-# type-check, lint, and every test against real serf, haproxy and dnsmasq on 127.0.0.1.
+# type-check, lint, and every test against real serf, haproxy, dnsmasq and nginx on 127.0.0.1, and the
+# images of docker/ built and run with podman.
 # Ends with one plain line: "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(serf haproxy dnsmasq-base procps wrk)
+# podman: runc (crun fails here with cgroups in hybrid mode), netavark + aardvark-dns (container names
+# resolve on a network, as with Compose; iptables for its port forwarding), debootstrap (the base images are
+# made locally: no image registry).
+packages=(serf haproxy dnsmasq-base procps wrk nginx
+  podman runc netavark aardvark-dns iptables debootstrap debian-archive-keyring)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
