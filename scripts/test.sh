@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # podman: runc (crun fails here with cgroups in hybrid mode), netavark + aardvark-dns (container names
-# resolve on a network, as with Compose; iptables for its port forwarding), debootstrap (the base images are
-# made locally: no image registry).
+# resolve on a network, as with Compose; iptables for its port forwarding, iproute2 to pin its bridge's MAC
+# address), debootstrap (the base images are made locally: no image registry).
 packages=(serf haproxy dnsmasq-base procps wrk nginx
-  podman runc netavark aardvark-dns iptables debootstrap debian-archive-keyring)
+  podman runc netavark aardvark-dns iptables iproute2 debootstrap debian-archive-keyring)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

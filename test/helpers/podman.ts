@@ -14,6 +14,13 @@ import { promisify } from 'node:util';
  * from debootstrap, trimmed like `debian:bookworm-slim`, and on top of it the host's own Node, npm and CA
  * bundle (npm reaches its registry through a proxy that only that bundle trusts).
  *
+ * One more setting is made on the host: netavark 1.4 leaves a network's bridge to take the lowest MAC address
+ * of its ports, so the bridge's address changes when a container with a lower one joins, and every container
+ * that had the old one in its ARP cache loses its traffic through the gateway (DNS, replies on a published
+ * port) for 30 to 60 s, until that entry expires (fixed upstream in late 2023: containers/netavark#833). `run()`
+ * therefore pins the bridge's address (`ip link set dev <bridge> address <its own address>`) once the first
+ * container has brought the bridge up.
+ *
  * Everything a run makes carries its name: containers, networks and images are `<run>-…`, and every image,
  * the intermediate ones of a multi-stage build included, has the label `rosterd-test.run=<run>`, so that
  * `cleanup()` removes exactly what the run made, whatever state it was left in.
@@ -33,6 +40,9 @@ export const DEBIAN_MIRROR = process.env.ROSTERD_TEST_DEBIAN_MIRROR ?? 'http://d
 export const KEEP_BASE_IMAGES = process.env.ROSTERD_TEST_KEEP_BASE_IMAGES === '1';
 
 const RUN_LABEL = 'rosterd-test.run';
+/** The names of kept base images (`KEEP_BASE_IMAGES`). */
+const KEPT_BASE = 'localhost/rosterd-test-base';
+const isKeptBase = (image: string): boolean => image.startsWith(`${KEPT_BASE}-`);
 const INPUTS_LABEL = 'rosterd-test.base-inputs';
 const CONTAINERS_CONF = `# Written by rosterd's tests for their own podman commands.
 [containers]
@@ -95,6 +105,8 @@ export async function createPodman(dir: string): Promise<Podman> {
   const env = { ...process.env, CONTAINERS_CONF: conf };
   const containers = new Set<string>();
   const networks = new Set<string>();
+  /** Networks whose bridge's MAC address is pinned. */
+  const pinned = new Set<string>();
   const named = new Set<string>();
 
   const exec = async (args: readonly string[], { timeout = 120_000 } = {}): Promise<string> => {
@@ -116,14 +128,26 @@ export async function createPodman(dir: string): Promise<Podman> {
     return out.trim() || undefined;
   };
 
+  const pinBridgeAddress = async (network: string): Promise<void> => {
+    const bridge = (await exec(['network', 'inspect', '--format', '{{.NetworkInterface}}', network])).trim();
+    const sys = `/sys/class/net/${bridge}`;
+    // addr_assign_type 3: set by hand, which the kernel then keeps (1: random, following the ports).
+    if ((await readFile(`${sys}/addr_assign_type`, 'utf8')).trim() !== '3') {
+      await command('ip', ['link', 'set', 'dev', bridge, 'address', (await readFile(`${sys}/address`, 'utf8')).trim()], 10_000);
+    }
+    pinned.add(network);
+  };
+
   const baseImages = async (): Promise<BaseImages> => {
     const inputs = await baseInputs();
-    const prefix = KEEP_BASE_IMAGES ? 'localhost/rosterd-test-base' : `localhost/${run}-base`;
+    const prefix = KEEP_BASE_IMAGES ? KEPT_BASE : `localhost/${run}-base`;
     const runtime = `${prefix}-debian:bookworm`;
     const node = `${prefix}-node:20-bookworm`;
     if (KEEP_BASE_IMAGES && (await imageLabel(node, INPUTS_LABEL)) === inputs.digest && (await exists('image', runtime))) {
       return { runtime, node, built: false, seconds: 0 };
     }
+    // Kept images made from other inputs go first, so that no untagged copy is left behind.
+    if (KEEP_BASE_IMAGES) for (const image of [node, runtime]) if (await exists('image', image)) await exec(['rmi', '-f', image]);
     const started = Date.now();
     const label = KEEP_BASE_IMAGES ? `${INPUTS_LABEL}=${inputs.digest}` : `${RUN_LABEL}=${run}`;
     const work = join(dir, 'base');
@@ -191,6 +215,7 @@ CMD ["node"]
       const container = `${run}-${name}`;
       containers.add(container);
       await exec(['run', '-d', '--name', container, '--label', `${RUN_LABEL}=${run}`, ...args]);
+      for (const network of networks) if (!pinned.has(network) && args.includes(network)) await pinBridgeAddress(network);
       return container;
     },
     async logs(container) {
@@ -209,18 +234,20 @@ CMD ["node"]
         (err: Error) => void problems.push(err.message),
       );
       // By label as well as by name: a container started by hand while debugging a run is the run's too.
-      const labelled = (kind: 'ps' | 'network' | 'images', extra: string[]) =>
-        exec([...(kind === 'ps' ? ['ps', '-a'] : kind === 'network' ? ['network', 'ls'] : ['images', '-a']), ...extra, '--filter', `label=${RUN_LABEL}=${run}`])
-          .then((out) => out.split('\n').filter(Boolean))
-          .catch(() => []);
-      const allContainers = [...new Set([...containers, ...(await labelled('ps', ['--format', '{{.Names}}']))])];
-      for (const container of allContainers) if (await exists('container', container)) await attempt(exec(['rm', '-f', '-t', '2', container], { timeout: 60_000 }));
-      const allNetworks = [...new Set([...networks, ...(await labelled('network', ['--format', '{{.Name}}']))])];
-      for (const network of allNetworks) if (await exists('network', network)) await attempt(exec(['network', 'rm', '-f', network]));
-      // Named images first (a kept base image is only named), then every image that carries the run's label.
-      const keep = KEEP_BASE_IMAGES ? [...named].filter((n) => n.startsWith('localhost/rosterd-test-base-')) : [];
-      for (const image of named) if (!keep.includes(image) && (await exists('image', image))) await attempt(exec(['rmi', '-f', image]));
-      const leftovers = await labelled('images', ['-q']);
+      const labelled = (list: string[]): Promise<string[]> =>
+        exec([...list, '--filter', `label=${RUN_LABEL}=${run}`]).then(
+          (out) => out.split('\n').filter(Boolean),
+          () => [],
+        );
+      for (const container of new Set([...containers, ...(await labelled(['ps', '-a', '--format', '{{.Names}}']))])) {
+        if (await exists('container', container)) await attempt(exec(['rm', '-f', '-t', '2', container], { timeout: 60_000 }));
+      }
+      for (const network of new Set([...networks, ...(await labelled(['network', 'ls', '--format', '{{.Name}}']))])) {
+        if (await exists('network', network)) await attempt(exec(['network', 'rm', '-f', network]));
+      }
+      // Named images first (kept base images are only named, and stay), then every image with the run's label.
+      for (const image of named) if (!(KEEP_BASE_IMAGES && isKeptBase(image)) && (await exists('image', image))) await attempt(exec(['rmi', '-f', image]));
+      const leftovers = await labelled(['images', '-a', '-q']);
       if (leftovers.length > 0) await attempt(exec(['rmi', '-f', ...new Set(leftovers)]));
       await rm(join(dir, 'base'), { recursive: true, force: true });
       if (problems.length > 0) throw new Error(`podman clean-up of ${run} left something behind:\n${problems.join('\n')}`);
