@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpGet } from '../helpers/haproxy.js';
-import { startLoad } from '../helpers/load.js';
+import { startLoad, type LoadReport } from '../helpers/load.js';
 import { createPodman, type Podman } from '../helpers/podman.js';
 import { freePort } from '../helpers/ports.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -122,7 +122,7 @@ describe('docker/ built and run with podman', () => {
   it('answers every request while a web node is stopped gracefully under load', async () => {
     await explained(async () => {
       const load = startLoad({ port, rate: 100, connections: 4, maxSeconds: 60 });
-      let reports;
+      let reports: LoadReport[] = [];
       try {
         await waitFor(() => load.served.get('web2'), 'web2 to serve the load');
         // tini passes SIGTERM on: the agent leaves, then the app serves until no request comes for 3 s.
