@@ -108,6 +108,14 @@ describe('render engine', () => {
     expect(error.message).toContain('undefined variable: env.SECRET');
   });
 
+  it('builds the context of 200,000 members, whichever source they come from', () => {
+    const many = (source: string, count: number) => Array.from({ length: count }, (_, i) => m(`${source}-${i}`, { source }));
+    const context = buildContext(new Map([['a', many('a', 150_000)], ['b', many('b', 50_000)]]), ['a', 'b'], []);
+    expect(context.members).toHaveLength(200_000);
+    expect(context.sources.a).toHaveLength(150_000);
+    expect(context.members.at(-1)!.name).toBe('b-9999');
+  });
+
   it('exposes each source separately', async () => {
     const context = buildContext(new Map([['a', [m('x')]], ['b', [m('y', { source: 'b' })]]]), ['a', 'b'], []);
     expect(await renderTemplate(compile('{{ sources.a | size }}{{ sources.b[0].name }}{{ members | size }}'), context)).toBe('1y2');

@@ -1,0 +1,58 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Daemon } from '../helpers/cli.js';
+import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
+import { useWorkspace } from '../helpers/workspace.js';
+
+/**
+ * Faults and hostile input against the built daemon: each test checks that `rosterd run` stays alive,
+ * answers /health, keeps the last good output and says what failed.
+ */
+
+const ws = useWorkspace();
+const at = ws.at;
+let daemon: Daemon | undefined;
+let base = '';
+
+afterEach(() => {
+  daemon = undefined;
+});
+
+const output = (): Promise<string> => readFile(at('out.cfg'), 'utf8').catch(() => '');
+
+/** Writes a JSON config with one template over the given sources, and starts the daemon with a status endpoint. */
+async function start(config: { sources?: Record<string, unknown>; template?: Record<string, unknown> } = {}): Promise<Daemon> {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const sources = config.sources ?? { web: { type: 'file', path: 'members.json' } };
+  const template = { contents: '{% for m in members %}server {{ m.name | slug }} {{ m.address }}\n{% endfor %}', destination: 'out.cfg', ...config.template };
+  await writeFile(at('renderer.config.json'), JSON.stringify({ sources, templates: [template], http: { listen: `127.0.0.1:${port}` } }));
+  daemon = ws.startDaemon();
+  return daemon;
+}
+
+/** The daemon runs and answers /health; `/ready` is returned for the caller to look at. */
+async function expectAlive(): Promise<{ status: number; body: { ready: boolean; templates: { error?: string }[]; sources: { up: boolean; error?: string }[] } }> {
+  expect(daemon!.child.exitCode).toBeNull();
+  expect(daemon!.child.signalCode).toBeNull();
+  const health = await fetch(`${base}/health`, { signal: AbortSignal.timeout(2000) });
+  expect(health.status).toBe(200);
+  const ready = await fetch(`${base}/ready`, { signal: AbortSignal.timeout(2000) });
+  return { status: ready.status, body: (await ready.json()) as never };
+}
+
+/** `count` members as JSON, generated rather than committed. */
+function memberFile(count: number): string {
+  const members = Array.from({ length: count }, (_, i) => ({ name: `web-${i}`, address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 8080 }));
+  return JSON.stringify(members);
+}
+
+describe('rosterd run under faults', () => {
+  it('renders 200,000 members from a member file', async () => {
+    await writeFile(at('members.json'), memberFile(200_000));
+    await start({ template: { contents: '{{ members | size }} {{ members.last.name }}\n' } });
+    await waitFor(async () => (await output()) === '200000 web-99999\n', 'the 200,000-member render', { timeout: 60_000, interval: 100 });
+    expect((await expectAlive()).status).toBe(200);
+  });
+});
