@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
-import { ForTag, Liquid, TablerowTag, type Template } from 'liquidjs';
+import { ForTag, Liquid, TablerowTag, type Context, type FilterImplOptions, type Template } from 'liquidjs';
 import { TemplateError } from '../errors.js';
-import { groupByTag, quote, slug, sortBy, status, tagged } from './filters.js';
+import { groupByTag, quote, slug, SlugScope, sortBy, status, tagged } from './filters.js';
 
 /** A template parsed at load time, ready to render many times. */
 export interface CompiledTemplate {
@@ -37,7 +37,7 @@ function createEngine(options: { root: string; strict: boolean }): Liquid {
   engine.registerFilter('status', status);
   engine.registerFilter('sort_by', sortBy);
   engine.registerFilter('group_by_tag', groupByTag);
-  engine.registerFilter('slug', slug);
+  engine.registerFilter('slug', slugInRender);
   engine.registerFilter('quote', quote);
   return engine;
 }
@@ -60,13 +60,21 @@ export function compileTemplate(input: { name: string; text: string; file: strin
 /** Renders a compiled template. A render failure is a `TemplateError` (`E_RENDER`) with file, line and column. */
 export async function renderTemplate(template: CompiledTemplate, context: object): Promise<string> {
   try {
-    return await template.engine.render(template.parsed, context);
+    // Globals are shared with every partial of this render (registers are not), and a symbol is no variable.
+    return await template.engine.render(template.parsed, context, { globals: { [SLUG_SCOPE]: new SlugScope() } });
   } catch (err) {
     throw toTemplateError('E_RENDER', template.name, template.file, err);
   }
 }
 
 // --- internal ---
+
+const SLUG_SCOPE = Symbol('slug scope');
+
+/** `slug` with the scope of the render it runs in: no two values get the same identifier in one render. */
+const slugInRender: FilterImplOptions = function (this: { context: Context }, value: unknown) {
+  return slug(value, (this.context.globals as { [SLUG_SCOPE]?: SlugScope })[SLUG_SCOPE]);
+};
 
 /**
  * True for `x in members | tagged: "a"`: a filter after the loop's collection, outside parentheses and

@@ -1,6 +1,7 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Daemon } from '../helpers/cli.js';
+import { HAPROXY_BIN } from '../helpers/haproxy.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -42,6 +43,24 @@ async function expectAlive(): Promise<{ status: number; body: { ready: boolean; 
   return { status: ready.status, body: (await ready.json()) as never };
 }
 
+const HAPROXY_TEMPLATE = `defaults
+  mode http
+  timeout connect 1s
+  timeout client 1s
+  timeout server 1s
+frontend fe
+  bind 127.0.0.1:1
+  default_backend web
+backend web
+{% for m in members %}  server {{ m.name | slug }} {{ m.address }}:80
+{% endfor %}`;
+
+/** Replaces members.json atomically with these members. */
+async function writeMembers(members: { name: string; address: string }[]): Promise<void> {
+  await writeFile(at('members.json.tmp'), JSON.stringify(members));
+  await rename(at('members.json.tmp'), at('members.json'));
+}
+
 /** `count` members as JSON, generated rather than committed. */
 function memberFile(count: number): string {
   const members = Array.from({ length: count }, (_, i) => ({ name: `web-${i}`, address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 8080 }));
@@ -53,6 +72,18 @@ describe('rosterd run under faults', () => {
     await writeFile(at('members.json'), memberFile(200_000));
     await start({ template: { contents: '{{ members | size }} {{ members.last.name }}\n' } });
     await waitFor(async () => (await output()) === '200000 web-99999\n', 'the 200,000-member render', { timeout: 60_000, interval: 100 });
+    expect((await expectAlive()).status).toBe(200);
+  });
+
+  it('slugged server names never collide, so HAProxy accepts a member named like the slug of another', async () => {
+    await writeMembers([{ name: 'web 2', address: '10.0.0.2' }]);
+    await start({ template: { contents: HAPROXY_TEMPLATE, check: [HAPROXY_BIN, '-c', '-q', '-f', '{{candidate}}'] } });
+    await waitFor(async () => (await output()).includes('server web_2-88f3e9 10.0.0.2:80'), 'the first render');
+    await writeMembers([{ name: 'web 2', address: '10.0.0.2' }, { name: 'web_2-88f3e9', address: '10.0.0.3' }]);
+    await waitFor(async () => (await output()).includes('10.0.0.3'), 'the look-alike member installed');
+    const servers = (await output()).split('\n').filter((line) => line.startsWith('  server '));
+    expect(servers).toEqual(['  server web_2-88f3e9 10.0.0.2:80', expect.stringMatching(/^ {2}server web_2-88f3e9-[0-9a-f]{6} 10\.0\.0\.3:80$/)]);
+    expect(daemon!.logs.filter((l) => l.level === 50)).toEqual([]);
     expect((await expectAlive()).status).toBe(200);
   });
 });
