@@ -101,7 +101,8 @@ function checkMember(value: unknown, source: string): Member | string {
   if (typeof m.name !== 'string' || m.name === '') return 'name must be a non-empty string';
   if (CONTROL.test(m.name)) return 'name contains a control character';
   if (typeof m.address !== 'string' || m.address === '') return 'address must be a non-empty string';
-  if (isIP(m.address) === 0 && !isHostName(m.address)) return `address ${JSON.stringify(m.address)} is neither an IP address nor a valid host name`;
+  const addressProblem = checkAddress(m.address);
+  if (addressProblem) return `address ${JSON.stringify(m.address)} ${addressProblem}`;
   let port: number | undefined;
   if (m.port !== undefined && m.port !== null) {
     if (typeof m.port !== 'number' || !Number.isInteger(m.port) || m.port < 0 || m.port > 65535) {
@@ -127,6 +128,14 @@ function checkMember(value: unknown, source: string): Member | string {
   const member: Member = { name: m.name, address: m.address, tags, status: status as Member['status'], source };
   if (port !== undefined) member.port = port;
   return member;
+}
+
+/** Why an address is refused, or undefined for an IP address or a host name. */
+function checkAddress(address: string): string | undefined {
+  // Node's isIP accepts any zone ID (`fe80::1%eth0`, even `::1%:8080`); HAProxy refuses them all, and a zone
+  // only means something on one machine.
+  if (isIP(address) !== 0) return address.includes('%') ? 'has an IPv6 zone ID, which config files cannot use' : undefined;
+  return isHostName(address) ? undefined : 'is neither an IP address nor a valid host name';
 }
 
 function describe(value: unknown, index: number): string {

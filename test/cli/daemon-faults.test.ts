@@ -86,4 +86,30 @@ describe('rosterd run under faults', () => {
     expect(daemon!.logs.filter((l) => l.level === 50)).toEqual([]);
     expect((await expectAlive()).status).toBe(200);
   });
+
+  it('drops addresses that no host name or IP is (10.0.0, 2130706433, zone IDs), saying which, and installs the rest', async () => {
+    await writeMembers([{ name: 'a', address: '10.0.0.13' }]);
+    await start({ template: { contents: HAPROXY_TEMPLATE, check: [HAPROXY_BIN, '-c', '-q', '-f', '{{candidate}}'] } });
+    await waitFor(async () => (await output()).includes('server a 10.0.0.13:80'), 'the first render');
+    const since = daemon!.logs.length;
+    await writeMembers([
+      { name: 'a', address: '10.0.0' },
+      { name: 'b', address: '2130706433' },
+      { name: 'c', address: '::1%:8080' },
+      { name: 'd', address: 'fe80::1%-rf' },
+      { name: 'e', address: '10.0.0.14' },
+    ]);
+    await waitFor(async () => (await output()).includes('server e 10.0.0.14:80'), 'the valid member installed');
+    expect((await output()).split('\n').filter((line) => line.startsWith('  server '))).toEqual(['  server e 10.0.0.14:80']);
+    const warnings = daemon!.logs.slice(since).filter((l) => l.level === 40).map((l) => l.msg);
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        'member "a" dropped: address "10.0.0" is neither an IP address nor a valid host name',
+        'member "b" dropped: address "2130706433" is neither an IP address nor a valid host name',
+        'member "c" dropped: address "::1%:8080" has an IPv6 zone ID, which config files cannot use',
+        'member "d" dropped: address "fe80::1%-rf" has an IPv6 zone ID, which config files cannot use',
+      ]),
+    );
+    expect((await expectAlive()).status).toBe(200);
+  });
 });

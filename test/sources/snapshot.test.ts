@@ -19,6 +19,14 @@ describe('sanitizeMembers (untrusted member data)', () => {
     ['a missing address', { name: 'f' }, 'address must be a non-empty string'],
     ['an address that is no host', ok('g', { address: 'a b;c' }), 'neither an IP address nor a valid host name'],
     ['an address with a newline', ok('g2', { address: 'host\nbind :80' }), 'neither an IP address nor a valid host name'],
+    ['a dotted name that resolvers read as 10.0.0.0', ok('n1', { address: '10.0.0' }), 'neither an IP address nor a valid host name'],
+    ['a number that resolvers read as 127.0.0.1', ok('n2', { address: '2130706433' }), 'neither an IP address nor a valid host name'],
+    ['hex and octal IPv4 shorthands', ok('n3', { address: '0x7f.1' }), 'neither an IP address nor a valid host name'],
+    ['an IPv4 address with one label too many', ok('n4', { address: '10.0.0.1.5' }), 'neither an IP address nor a valid host name'],
+    ['an IPv4 address with a leading zero', ok('n5', { address: '010.0.0.1' }), 'neither an IP address nor a valid host name'],
+    ['an IPv6 zone ID that is a port', ok('z1', { address: '::1%:8080' }), 'has an IPv6 zone ID'],
+    ['an IPv6 zone ID that is no interface', ok('z2', { address: 'fe80::1%-rf' }), 'has an IPv6 zone ID'],
+    ['an IPv6 zone ID naming an interface', ok('z3', { address: 'fe80::1%lo' }), 'has an IPv6 zone ID'],
     ['a port out of range', ok('h', { port: 70000 }), 'port 70000 is not an integer from 0 to 65535'],
     ['a port that is text', ok('i', { port: 'http' }), 'port "http" is not an integer'],
     ['a tag that is not a string', ok('j', { tags: { weight: 5 } }), 'tag "weight" is not a string'],
@@ -37,9 +45,11 @@ describe('sanitizeMembers (untrusted member data)', () => {
     expect(dropped.map((d) => d.member)).toEqual(['"evil\\nline"', '#2']);
   });
 
-  it('accepts IPv4, IPv6 and host names', () => {
-    const { members } = sanitizeMembers([ok('a', { address: '::1' }), ok('b', { address: 'web-1.example.com.' }), ok('c', { address: '192.168.0.1' })], 's');
-    expect(members).toHaveLength(3);
+  it('accepts IPv4, IPv6 and host names, digits included where a host name may have them', () => {
+    const addresses = ['::1', 'web-1.example.com.', '192.168.0.1', '::ffff:10.0.0.1', '10-0-0-1.example.com', '1e100.net', '0xdead.example', 'web2', '123abc'];
+    const { members, dropped } = sanitizeMembers(addresses.map((address, i) => ok(`m${i}`, { address })), 's');
+    expect(dropped).toEqual([]);
+    expect(members).toHaveLength(addresses.length);
   });
 
   it('sorts by name, address and port and keeps the first of duplicate names', () => {
