@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { CONTROL } from '../sources/snapshot.js';
 import type { Member, MemberStatus } from '../sources/types.js';
 
 /**
@@ -97,14 +98,20 @@ export function slug(value: unknown, scope?: SlugScope): string {
 /**
  * `value | quote` wraps a value in double quotes, escaping `\`, `"` and `$`: a string HAProxy reads
  * literally (it expands `${VAR}` inside double quotes, so an unescaped `$` would let member data pull the
- * load balancer's environment into its config). Members with control characters never reach a template, so
- * no newline can appear here.
+ * load balancer's environment into its config). Control characters (C0, DEL, C1, U+2028, U+2029) become
+ * HAProxy's `\xHH` escapes of their UTF-8 bytes, so the result is one line whatever the value: member data
+ * never holds them (the gate drops such members), but `env` values and literals may.
  */
 export function quote(value: unknown): string {
-  return `"${String(value ?? '').replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
+  const escaped = String(value ?? '')
+    .replace(/[\\"$]/g, (c) => `\\${c}`)
+    .replace(CONTROL_CHARACTERS, (c) => [...Buffer.from(c)].map((byte) => `\\x${byte.toString(16).padStart(2, '0')}`).join(''));
+  return `"${escaped}"`;
 }
 
 // --- internal ---
+
+const CONTROL_CHARACTERS = new RegExp(CONTROL.source, 'g');
 
 /** The identifiers `text` may get, best first: itself when clean, then its hash in 6, 12, … 64 digits, then numbered. */
 function* slugCandidates(text: string, safe: string, clean: boolean): Generator<string> {

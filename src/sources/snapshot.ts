@@ -16,9 +16,12 @@ export interface DroppedMember {
   reason: string;
 }
 
-// U+0000–U+001F and U+007F: anything that could start a new line or confuse a terminal or a config parser.
+/**
+ * C0 (U+0000–U+001F), DEL and C1 (U+007F–U+009F), and the line and paragraph separators U+2028 and U+2029:
+ * anything that could start a new line or confuse a terminal, a log viewer or a config parser.
+ */
 // oxlint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+export const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 /**
  * Validates raw members from a source. Returns the valid ones, normalised (own `source`, tags copied,
@@ -41,7 +44,7 @@ export function sanitizeMembers(
   for (const member of valid) {
     const previous = members.at(-1);
     if (previous && previous.name === member.name) {
-      dropped.push({ member: JSON.stringify(member.name), reason: 'duplicate name (the first one is kept)' });
+      dropped.push({ member: printable(member.name), reason: 'duplicate name (the first one is kept)' });
       continue;
     }
     members.push(member);
@@ -102,25 +105,25 @@ function checkMember(value: unknown, source: string): Member | string {
   if (CONTROL.test(m.name)) return 'name contains a control character';
   if (typeof m.address !== 'string' || m.address === '') return 'address must be a non-empty string';
   const addressProblem = checkAddress(m.address);
-  if (addressProblem) return `address ${JSON.stringify(m.address)} ${addressProblem}`;
+  if (addressProblem) return `address ${printable(m.address)} ${addressProblem}`;
   let port: number | undefined;
   if (m.port !== undefined && m.port !== null) {
     if (typeof m.port !== 'number' || !Number.isInteger(m.port) || m.port < 0 || m.port > 65535) {
-      return `port ${JSON.stringify(m.port)} is not an integer from 0 to 65535`;
+      return `port ${printable(m.port)} is not an integer from 0 to 65535`;
     }
     port = m.port;
   }
   const status = m.status ?? 'alive';
-  if (!MEMBER_STATUSES.includes(status as Member['status'])) return `status ${JSON.stringify(status)} is not one of ${MEMBER_STATUSES.join(', ')}`;
+  if (!MEMBER_STATUSES.includes(status as Member['status'])) return `status ${printable(status)} is not one of ${MEMBER_STATUSES.join(', ')}`;
   const tags: Record<string, string> = {};
   if (m.tags !== undefined && m.tags !== null) {
     if (typeof m.tags !== 'object' || Array.isArray(m.tags)) return 'tags must be an object of strings';
     // Sorted by key: Serf sends tags in a different order on each reply, and a template that prints them
     // (a loop over tags, `| json`) must still render byte-identical output for the same membership.
     for (const [key, tagValue] of Object.entries(m.tags).sort(([a], [b]) => compareText(a, b))) {
-      if (typeof tagValue !== 'string') return `tag ${JSON.stringify(key)} is not a string`;
-      if (CONTROL.test(key)) return `tag name ${JSON.stringify(key)} contains a control character`;
-      if (CONTROL.test(tagValue)) return `tag ${JSON.stringify(key)} contains a control character`;
+      if (typeof tagValue !== 'string') return `tag ${printable(key)} is not a string`;
+      if (CONTROL.test(key)) return `tag name ${printable(key)} contains a control character`;
+      if (CONTROL.test(tagValue)) return `tag ${printable(key)} contains a control character`;
       // defineProperty, not assignment: a tag named "__proto__" must stay a plain tag.
       Object.defineProperty(tags, key, { value: tagValue, enumerable: true, writable: true, configurable: true });
     }
@@ -138,10 +141,18 @@ function checkAddress(address: string): string | undefined {
   return isHostName(address) ? undefined : 'is neither an IP address nor a valid host name';
 }
 
+/**
+ * A value as JSON, with the control characters JSON leaves as they are (DEL, C1, U+2028, U+2029) escaped too:
+ * what a warning prints about a bad member cannot start a line of its own.
+ */
+function printable(value: unknown): string {
+  return String(JSON.stringify(value)).replace(new RegExp(CONTROL.source, 'g'), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function describe(value: unknown, index: number): string {
   const name = typeof value === 'object' && value !== null ? (value as Record<string, unknown>).name : undefined;
-  // JSON.stringify escapes control characters, so the warning itself cannot be used to inject log lines.
-  return typeof name === 'string' && name !== '' ? JSON.stringify(name) : `#${index + 1}`;
+  // Escaped, so that the warning itself cannot be used to inject log lines.
+  return typeof name === 'string' && name !== '' ? printable(name) : `#${index + 1}`;
 }
 
 function sameTags(a: Record<string, string>, b: Record<string, string>): boolean {

@@ -79,6 +79,11 @@ describe('filters', () => {
   it('quote escapes backslashes, quotes and dollars (HAProxy expands ${VAR} in double quotes)', () => {
     expect(quote('a "b" \\c ${HOME}')).toBe('"a \\"b\\" \\\\c \\${HOME}"');
   });
+
+  it('quote keeps any value on one line: control characters become HAProxy \\xHH escapes of their UTF-8 bytes', () => {
+    expect(quote('a\nb\u2028c\u0085d\u007f\u0000')).toBe('"a\\x0ab\\xe2\\x80\\xa8c\\xc2\\x85d\\x7f\\x00"');
+    expect(quote('é ✓')).toBe('"é ✓"');
+  });
 });
 
 /** Two names with the same safe form whose slugs agree, found by trying names of six replaced characters. */

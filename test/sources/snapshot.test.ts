@@ -15,6 +15,9 @@ describe('sanitizeMembers (untrusted member data)', () => {
     ['a carriage return in a tag value', ok('b', { tags: { role: 'web\r' } }), 'tag "role" contains a control character'],
     ['a control character in a tag name', ok('c', { tags: { 'ro\u0000le': 'x' } }), 'contains a control character'],
     ['DEL in the name', ok('d\u007f'), 'name contains a control character'],
+    ['a C1 control (NEL) in the name', ok('d\u0085x'), 'name contains a control character'],
+    ['a line separator (U+2028) in the name', ok('d\u2028x'), 'name contains a control character'],
+    ['a paragraph separator (U+2029) in a tag value', ok('d2', { tags: { role: 'a\u2029b' } }), 'tag "role" contains a control character'],
     ['an empty address', ok('e', { address: '' }), 'address must be a non-empty string'],
     ['a missing address', { name: 'f' }, 'address must be a non-empty string'],
     ['an address that is no host', ok('g', { address: 'a b;c' }), 'neither an IP address nor a valid host name'],
@@ -43,6 +46,9 @@ describe('sanitizeMembers (untrusted member data)', () => {
   it('names a dropped member safely (escaped, or by position)', () => {
     const { dropped } = sanitizeMembers([ok('evil\nline', { address: '' }), { address: '1.2.3.4' }], 's');
     expect(dropped.map((d) => d.member)).toEqual(['"evil\\nline"', '#2']);
+    const separators = sanitizeMembers([ok('evil\u2028line\u0085'), ok('x', { address: 'a\u2029b' })], 's').dropped;
+    expect(separators.map((d) => d.member)).toEqual(['"evil\\u2028line\\u0085"', '"x"']);
+    expect(separators[1]!.reason).toBe('address "a\\u2029b" is neither an IP address nor a valid host name');
   });
 
   it('accepts IPv4, IPv6 and host names, digits included where a host name may have them', () => {
