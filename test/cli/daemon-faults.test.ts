@@ -112,4 +112,20 @@ describe('rosterd run under faults', () => {
     );
     expect((await expectAlive()).status).toBe(200);
   });
+
+  it('a SIGHUP to a config with a source named __proto__ is refused, naming it, and the old config keeps running', async () => {
+    await writeMembers([{ name: 'a', address: '10.0.0.1' }]);
+    await start();
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+    const config = JSON.parse(await readFile(at('renderer.config.json'), 'utf8')) as { sources: Record<string, unknown> };
+    const raw = JSON.stringify({ ...config, sources: {} }).replace('"sources":{}', `"sources":{"__proto__":${JSON.stringify(config.sources.web)},"web":${JSON.stringify(config.sources.web)}}`);
+    await writeFile(at('renderer.config.json'), raw);
+    const since = daemon!.logs.length;
+    daemon!.child.kill('SIGHUP');
+    await daemon!.waitForLog(/still running the previous one/, { since });
+    expect(daemon!.logs.slice(since).find((l) => l.path === 'sources.__proto__')?.msg).toMatch(/"__proto__" cannot be a name here/);
+    await writeMembers([{ name: 'b', address: '10.0.0.2' }]);
+    await waitFor(async () => (await output()) === 'server b 10.0.0.2\n', 'the old config still renders');
+    expect((await expectAlive()).status).toBe(200);
+  });
 });
