@@ -1,7 +1,10 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
+import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Daemon } from '../helpers/cli.js';
 import { HAPROXY_BIN } from '../helpers/haproxy.js';
+import { serfMemberRecord } from '../helpers/serf-wire.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 import { useWorkspace } from '../helpers/workspace.js';
@@ -59,6 +62,51 @@ backend web
 async function writeMembers(members: { name: string; address: string }[]): Promise<void> {
   await writeFile(at('members.json.tmp'), JSON.stringify(members));
   await rename(at('members.json.tmp'), at('members.json'));
+}
+
+/**
+ * A fake Serf agent that answers like a real one (handshake, stream, members) until `attack()` writes the
+ * given bytes to every connection. Real agents never send such bytes; that is why it is a fake.
+ */
+async function fakeSerfAgent(): Promise<{ address: string; connections: () => number; attack(bytes: Buffer): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const withBody = new Set(['handshake', 'auth', 'members-filtered', 'stream', 'stop']);
+  const server = createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const decoder = msgpack.Decoder();
+    let waiting: { command: string; seq: number } | undefined;
+    const answer = (request: { command: string; seq: number }): void => {
+      const header = msgpack.encode({ Seq: request.seq, Error: '' });
+      socket.write(request.command === 'members' ? Buffer.concat([header, msgpack.encode({ Members: [serfMemberRecord('a')] })]) : header);
+    };
+    decoder.on('data', (value: Record<string, unknown>) => {
+      if (waiting) {
+        answer(waiting);
+        waiting = undefined;
+        return;
+      }
+      const request = { command: String(value.Command), seq: Number(value.Seq) };
+      if (withBody.has(request.command)) waiting = request;
+      else answer(request);
+    });
+    socket.on('data', (chunk: Buffer) => decoder.decode(chunk));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    connections: () => connections,
+    attack: (bytes) => {
+      for (const socket of sockets) socket.write(bytes);
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /** `count` members as JSON, generated rather than committed. */
@@ -127,5 +175,24 @@ describe('rosterd run under faults', () => {
     await writeMembers([{ name: 'b', address: '10.0.0.2' }]);
     await waitFor(async () => (await output()) === 'server b 10.0.0.2\n', 'the old config still renders');
     expect((await expectAlive()).status).toBe(200);
+  });
+
+  it('128 MiB of nested array headers on the Serf RPC port fail that connection, not the daemon', async () => {
+    const agent = await fakeSerfAgent();
+    try {
+      await start({ sources: { cluster: { type: 'serf', rpcAddr: agent.address } } });
+      await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+      const since = daemon!.logs.length;
+      agent.attack(Buffer.alloc(128 << 20, 0x91));
+      const error = await daemon!.waitForLog(/nested deeper than 32 levels/, { since });
+      expect(error).toMatchObject({ level: 50, source: 'cluster' });
+      expect(await output()).toBe('server a 10.0.0.1\n');
+      await expectAlive();
+      // The source reconnects with backoff and reads the members again.
+      await waitFor(() => agent.connections() >= 2, 'a reconnect');
+      await waitFor(async () => (await expectAlive()).status === 200, 'the source up again');
+    } finally {
+      await agent.close();
+    }
   });
 });
