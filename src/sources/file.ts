@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import yaml from 'js-yaml';
@@ -113,14 +114,28 @@ export async function readMemberFile(sourceName: string, path: string): Promise<
   return parseMemberFile(sourceName, path, await readMemberText(sourceName, path));
 }
 
-/** Reads a member file's text; a missing or unreadable file is a non-retryable `SourceError`. */
+/**
+ * Reads a member file's text; a missing, unreadable or non-regular file is a non-retryable `SourceError`.
+ * Opened without blocking: a FIFO at the path would otherwise hang the read (and a thread of libuv's pool)
+ * until a writer comes, and with it every later read and the source's stop.
+ */
 async function readMemberText(sourceName: string, path: string): Promise<string> {
+  let handle: FileHandle | undefined;
   try {
-    return await readFile(path, 'utf8');
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      const kind = stats.isDirectory() ? 'a directory' : stats.isFIFO() ? 'a FIFO' : stats.isSocket() ? 'a socket' : 'a device';
+      throw new SourceError(sourceName, `member file ${path} is not a regular file (it is ${kind})`, { retryable: false });
+    }
+    return await handle.readFile('utf8');
   } catch (err) {
+    if (err instanceof SourceError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : `cannot be read (${code ?? (err as Error).message})`;
     throw new SourceError(sourceName, `member file ${path} ${reason}`, { cause: err, retryable: false });
+  } finally {
+    await handle?.close().catch(() => undefined);
   }
 }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
@@ -194,5 +195,23 @@ describe('rosterd run under faults', () => {
     } finally {
       await agent.close();
     }
+  });
+
+  it('a FIFO at the member file path is refused without blocking; a file after it is read; SIGTERM still ends it', async () => {
+    await writeMembers([{ name: 'a', address: '10.0.0.1' }]);
+    await start();
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+    const since = daemon!.logs.length;
+    execFileSync('mkfifo', [at('fifo')]);
+    await rename(at('fifo'), at('members.json'));
+    const error = await daemon!.waitForLog(/is not a regular file/, { since });
+    expect(error).toMatchObject({ level: 50, source: 'web', msg: `[source web] member file ${at('members.json')} is not a regular file (it is a FIFO)` });
+    const { status, body } = await expectAlive();
+    expect(status).toBe(503);
+    expect(body.sources[0]).toMatchObject({ up: false, error: expect.stringContaining('a FIFO') });
+    expect(await output()).toBe('server a 10.0.0.1\n');
+    await writeMembers([{ name: 'b', address: '10.0.0.2' }]);
+    await waitFor(async () => (await output()) === 'server b 10.0.0.2\n', 'the file after the FIFO');
+    expect(await daemon!.stop('SIGTERM', 5000)).toBe(0);
   });
 });
