@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -213,5 +213,24 @@ describe('rosterd run under faults', () => {
     await writeMembers([{ name: 'b', address: '10.0.0.2' }]);
     await waitFor(async () => (await output()) === 'server b 10.0.0.2\n', 'the file after the FIFO');
     expect(await daemon!.stop('SIGTERM', 5000)).toBe(0);
+  });
+
+  it('a member-file symlink swapped to a good file after it dangled is read, and /ready says so', async () => {
+    await writeFile(at('v1.json'), JSON.stringify([{ name: 'a', address: '10.0.0.1' }]));
+    await writeFile(at('v2.json'), JSON.stringify([{ name: 'b', address: '10.0.0.2' }]));
+    await symlink('v1.json', at('members.json'));
+    await start();
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+    const swapLink = async (target: string): Promise<void> => {
+      await symlink(target, at('link.tmp'));
+      await rename(at('link.tmp'), at('members.json'));
+    };
+    await swapLink('missing.json');
+    await waitFor(async () => (await expectAlive()).status === 503, '/ready to report the dangling link');
+    expect((await expectAlive()).body.sources[0]!.error).toMatch(/members\.json (was removed|does not exist)/);
+    expect(await output()).toBe('server a 10.0.0.1\n');
+    await swapLink('v2.json');
+    await waitFor(async () => (await output()) === 'server b 10.0.0.2\n', 'the file behind the swapped link');
+    await waitFor(async () => (await expectAlive()).status === 200, '/ready to be 200 again');
   });
 });
