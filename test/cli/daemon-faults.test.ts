@@ -4,6 +4,7 @@ import { createServer, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Daemon } from '../helpers/cli.js';
+import { startDnsmasq } from '../helpers/dnsmasq.js';
 import { HAPROXY_BIN } from '../helpers/haproxy.js';
 import { serfMemberRecord } from '../helpers/serf-wire.js';
 import { freePort } from '../helpers/ports.js';
@@ -232,5 +233,24 @@ describe('rosterd run under faults', () => {
     await swapLink('v2.json');
     await waitFor(async () => (await output()) === 'server b 10.0.0.2\n', 'the file behind the swapped link');
     await waitFor(async () => (await expectAlive()).status === 200, '/ready to be 200 again');
+  });
+
+  it('renders a DNS SRV name with 1,000 targets', async () => {
+    const name = '_http._tcp.many.service.test';
+    const target = (i: number) => `node-${i}.hosts.test`;
+    const hosts = Array.from({ length: 1000 }, (_, i) => `10.7.${i >> 8}.${i & 255} ${target(i)}`).join('\n');
+    // Addresses through a forwarder, as in the dns source's test (see there why).
+    const addresses = await startDnsmasq({ hostsFiles: { many: `${hosts}\n` } });
+    const srvRecords = Array.from({ length: 1000 }, (_, i) => ({ name, target: target(i), port: 8000 }));
+    const dns = await startDnsmasq({ srvRecords, forward: [{ domain: 'hosts.test', server: addresses.server }], cacheSize: 0 });
+    try {
+      await start({ sources: { web: { type: 'dns', name, servers: [dns.server], interval: '1s', timeout: '1s' } }, template: { contents: '{{ members | size }}\n' } });
+      await waitFor(async () => (await output()) === '1000\n', 'the 1,000-target render', { timeout: 20_000 });
+      const { status } = await expectAlive();
+      expect(status).toBe(200);
+    } finally {
+      await dns.cleanup();
+      await addresses.cleanup();
+    }
   });
 });
