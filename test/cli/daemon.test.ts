@@ -42,6 +42,8 @@ describe('rosterd run (daemon)', () => {
     await writeConfig({ wait: { min: '1500ms', max: '10s' }, reload: `echo reload >> ${at('reloads')}` });
     daemon = ws.startDaemon();
     await waitFor(async () => (await reloadCount()) === 1, 'the first render and reload');
+    // The command has written its line; the daemon logs the reload when the command has exited.
+    await daemon.waitForLog(/^reloaded/);
     const since = daemon.logs.length;
     for (const name of ['b', 'c', 'd', 'e', 'f']) await ws.writeMembers('a', name);
     await waitFor(async () => (await output()).includes('server f'), 'the burst rendered');
