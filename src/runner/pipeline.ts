@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
-import { renderTemplate } from '../render/engine.js';
+import type { RenderSandbox } from '../render/sandbox.js';
 import type { Member } from '../sources/types.js';
 
 /**
@@ -44,6 +44,8 @@ export async function renderAndInstall(
   options: {
     dry: boolean;
     reloader: Reloader | undefined;
+    /** Where templates render: a worker thread, so that a runaway template cannot stall the daemon. */
+    sandbox: RenderSandbox;
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];
     logger: Logger;
@@ -62,7 +64,7 @@ export async function renderAndInstall(
   try {
     context = buildContext(snapshots, template.sources, template.env);
     count = context.members.length;
-    content = await renderTemplate(template.compiled, context);
+    content = await options.sandbox.render(template.compiled, context);
   } catch (err) {
     return fail('render', err);
   }

@@ -7,6 +7,7 @@ import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../confi
 import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { restore, type CurrentFile } from '../output/install.js';
+import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { Member, Source } from '../sources/types.js';
 import type { RendererEvents, TemplateResult } from './events.js';
@@ -82,6 +83,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private swapping = false;
   /** start(), stop() and reload() run one after the other, never interleaved. */
   private lifecycle: Promise<unknown> = Promise.resolve();
+  /** Renders run in a worker thread: a runaway template fails its render, not the daemon. */
+  private readonly sandbox = new RenderSandbox();
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
@@ -135,6 +138,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
       this.batchTimer = undefined;
       this.pendingBatch.clear();
       await this.roster.stop();
+      // A render under way has written nothing yet: it is stopped rather than waited for.
+      await this.sandbox.close();
       await this.idle();
       this.running = false;
     });
@@ -407,7 +412,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */
   private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean): Promise<StepOutcome> {
     try {
-      return await renderAndInstall(t.config, snapshots, t.memory, { dry, reloader: t.reloader, reloadGroup: t.reloadGroup, logger: t.log });
+      return await renderAndInstall(t.config, snapshots, t.memory, { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log });
     } catch (err) {
       const error = RosterdError.is(err) ? err : new TemplateRunError('E_INSTALL', t.config.name, (err as Error).message, { cause: err });
       return { status: 'failed', members: 0, error, stage: 'install' };

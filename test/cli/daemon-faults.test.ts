@@ -253,4 +253,57 @@ describe('rosterd run under faults', () => {
       await addresses.cleanup();
     }
   });
+
+  describe('a runaway template loaded by SIGHUP fails its render, not the daemon', () => {
+    /** Starts with a good template, then SIGHUPs to `contents`; resolves with the log index before the SIGHUP. */
+    async function reloadTo(contents: string): Promise<number> {
+      await writeMembers([{ name: 'a', address: '10.0.0.1' }]);
+      await start();
+      await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+      const config = JSON.parse(await readFile(at('renderer.config.json'), 'utf8')) as { templates: Record<string, unknown>[] };
+      config.templates[0]!.contents = contents;
+      await writeFile(at('renderer.config.json'), JSON.stringify(config));
+      const since = daemon!.logs.length;
+      daemon!.child.kill('SIGHUP');
+      await daemon!.waitForLog(/^config reloaded/, { since });
+      return since;
+    }
+
+    it('a loop over (1..100000000): the allocation limit, at once', async () => {
+      const since = await reloadTo('{% for i in (1..100000000) %}x{% endfor %}');
+      const error = await daemon!.waitForLog(/failed to render/, { since });
+      expect(error).toMatchObject({ level: 50, code: 'E_RENDER', msg: '[template out.cfg] <inline templates[0].contents>:1:1: failed to render: memory alloc limit exceeded' });
+      expect(await output()).toBe('server a 10.0.0.1\n');
+      const { status, body } = await expectAlive();
+      expect(status).toBe(503);
+      expect(body.templates[0]!.error).toContain('memory alloc limit exceeded');
+      expect(await daemon!.stop('SIGTERM', 5000)).toBe(0);
+    });
+
+    it('a partial that includes itself: the nesting limit, at once', async () => {
+      await writeFile(at('self.liquid'), '{% include "self.liquid" %}');
+      const since = await reloadTo('{% include "self.liquid" %}');
+      const error = await daemon!.waitForLog(/failed to render/, { since });
+      expect(String(error.msg)).toContain('partials nested more than 50 deep ({% include %}: does a partial include itself?)');
+      expect(await output()).toBe('server a 10.0.0.1\n');
+      expect((await expectAlive()).status).toBe(503);
+    });
+
+    it('a loop that runs for long: /health answers and SIGTERM ends the daemon while it renders', async () => {
+      const since = await reloadTo('{% for i in (1..60000000) %}{% endfor %}');
+      for (let i = 0; i < 3; i++) {
+        const asked = Date.now();
+        await expectAlive();
+        expect(Date.now() - asked).toBeLessThan(1500);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      expect(await output()).toBe('server a 10.0.0.1\n');
+      // Still rendering: neither written nor failed yet.
+      expect(daemon!.logs.slice(since).filter((l) => /^wrote|failed to render/.test(String(l.msg)))).toEqual([]);
+      const stopped = Date.now();
+      expect(await daemon!.stop('SIGTERM', 10_000)).toBe(0);
+      expect(Date.now() - stopped).toBeLessThan(5000);
+      expect(await output()).toBe('server a 10.0.0.1\n');
+    });
+  });
 });
