@@ -6,7 +6,7 @@ import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
 import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { restore, type CurrentFile } from '../output/install.js';
+import { removeStaleTemporaries, restore, type CurrentFile } from '../output/install.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { Member, Source } from '../sources/types.js';
@@ -45,6 +45,8 @@ interface TemplateRuntime {
   memory: TemplateMemory;
   /** Rendered at least once since start: later changes go through `wait`. */
   attempted: boolean;
+  /** Stale temporary files next to the destination were looked for (once per runtime, before its first write). */
+  swept: boolean;
   /** The last render's error, undefined after a success (written or unchanged). */
   lastError: RosterdError | undefined;
   /** Written or found unchanged at least once since start. */
@@ -285,6 +287,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
         schedule: createSchedule(t.wait, () => this.enqueue(runtime)),
         memory: memories.get(t.name) ?? {},
         attempted: false,
+        swept: false,
         lastError: undefined,
         ok: false,
         running: false,
@@ -374,6 +377,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private async renderBatch(batch: TemplateRuntime[], options: { dry: boolean; reload: boolean }): Promise<TemplateResult[]> {
     const snapshots = this.roster.snapshots();
     if (!options.dry) for (const t of batch) t.attempted = true;
+    if (!options.dry) await Promise.all(batch.filter((t) => !t.swept).map((t) => this.sweep(t)));
     const results = await Promise.all(
       batch.map(async (t) => {
         const started = performance.now();
@@ -407,6 +411,16 @@ export class Renderer extends EventEmitter<RendererEvents> {
       }),
     );
     return results.map((r) => r.result);
+  }
+
+  /**
+   * Removes the temporary files a killed rosterd left next to a template's destination. A candidate lives at
+   * most through its check, which `timeout` bounds; twice that (an hour without a timeout) is surely stale.
+   */
+  private async sweep(t: TemplateRuntime): Promise<void> {
+    t.swept = true;
+    const removed = await removeStaleTemporaries(t.config.destination, t.config.timeout > 0 ? 2 * t.config.timeout : 3_600_000).catch(() => []);
+    if (removed.length > 0) t.log.info({ removed }, `removed ${removed.length} temporary file(s) left by an earlier run next to ${t.config.destination}`);
   }
 
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -305,5 +305,22 @@ describe('rosterd run under faults', () => {
       expect(Date.now() - stopped).toBeLessThan(5000);
       expect(await output()).toBe('server a 10.0.0.1\n');
     });
+  });
+
+  it('removes the temporary files an earlier, killed run left next to the output, and nothing else', async () => {
+    await writeMembers([{ name: 'a', address: '10.0.0.1' }]);
+    const stale = ['.out.cfg.rosterd-0badc0de', '.out.cfg.rosterd-12345678'];
+    const others = ['.out.cfg.rosterd-12345678.orig', '.notes.rosterd-12345678', 'out.cfg.rosterd-12345678'];
+    for (const name of [...stale, ...others]) await writeFile(at(name), 'left over\n');
+    // Stale means unchanged for twice the template's timeout.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await start({ template: { timeout: '200ms' } });
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+    const removed = await daemon!.waitForLog(/temporary file\(s\) left by an earlier run/);
+    expect((removed.removed as string[]).sort()).toEqual(stale.map((name) => at(name)));
+    const names = await readdir(ws.dir);
+    for (const name of stale) expect(names).not.toContain(name);
+    for (const name of others) expect(names).toContain(name);
+    expect((await expectAlive()).status).toBe(200);
   });
 });
