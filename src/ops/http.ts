@@ -7,6 +7,13 @@ import type { RendererMetrics } from './metrics.js';
 
 /** How long one computation of `/metrics` serves further scrapes, in ms. */
 const METRICS_CACHE_MS = 1000;
+/**
+ * Bounds for clients that are slow or many: the endpoint serves a few scrapers and health checks, and every
+ * connection held open costs a file descriptor the sources need too. A client gets this long to send its
+ * headers and its whole request (Node's defaults: 60 s and 5 min, checked every 30 s), and connections beyond
+ * the cap are closed at once.
+ */
+export const HTTP_LIMITS = { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, checkIntervalMs: 1000, maxConnections: 100 } as const;
 
 /** A running status endpoint. */
 export interface StatusServer {
@@ -62,7 +69,9 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
     }
     return cached.text;
   };
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer(
+    { headersTimeout: HTTP_LIMITS.headersTimeoutMs, requestTimeout: HTTP_LIMITS.requestTimeoutMs, connectionsCheckingInterval: HTTP_LIMITS.checkIntervalMs },
+    (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -93,7 +102,9 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
       default:
         send(404, 'text/plain', 'not found: try /health, /ready or /metrics\n');
     }
-  });
+    },
+  );
+  server.maxConnections = HTTP_LIMITS.maxConnections;
   await new Promise<void>((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException): void => {
       reject(new ConfigError([{ path: 'http.listen', message: `cannot listen on ${options.listen}: ${err.code ?? err.message}` }], undefined, { cause: err }));

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Daemon } from '../helpers/cli.js';
@@ -322,5 +322,39 @@ describe('rosterd run under faults', () => {
     for (const name of stale) expect(names).not.toContain(name);
     for (const name of others) expect(names).toContain(name);
     expect((await expectAlive()).status).toBe(200);
+  });
+
+  it('slow clients on the status endpoint are capped and timed out; the daemon goes on rendering', async () => {
+    await writeMembers([{ name: 'a', address: '10.0.0.1' }]);
+    await start();
+    await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+    const { port } = new URL(base);
+    // 150 clients that start a request and never finish its headers.
+    const opened = Date.now();
+    const closedAfter: number[] = [];
+    const sockets = await Promise.all(
+      Array.from({ length: 150 }, () => new Promise<Socket>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => {
+          socket.write('GET /health HTTP/1.1\r\nHost: x\r\n');
+          socket.resume();
+          resolve(socket);
+        });
+        socket.on('error', () => undefined);
+        socket.once('close', () => closedAfter.push(Date.now() - opened));
+        socket.once('error', reject);
+      })),
+    );
+    try {
+      // Those beyond the cap of 100 are closed at once, the others after the 5 s header timeout.
+      await waitFor(() => closedAfter.length >= 50, 'the connections beyond the cap closed', { timeout: 3000 });
+      await waitFor(() => closedAfter.length === 150, 'every slow connection closed', { timeout: 12_000, interval: 100 });
+      expect(closedAfter.filter((ms) => ms < 3000).length).toBeGreaterThanOrEqual(50);
+      expect(Math.max(...closedAfter)).toBeLessThan(9000);
+      expect((await expectAlive()).status).toBe(200);
+      await writeMembers([{ name: 'b', address: '10.0.0.2' }]);
+      await waitFor(async () => (await output()) === 'server b 10.0.0.2\n', 'a render after the load');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 });
