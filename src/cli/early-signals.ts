@@ -5,7 +5,8 @@
  * module has no imports, so that `bin.ts` can install it before loading anything else.
  */
 
-const SIGNALS = ['SIGHUP', 'SIGTERM', 'SIGINT'] as const;
+/** The signals `rosterd run` handles. */
+export const DAEMON_SIGNALS = ['SIGHUP', 'SIGTERM', 'SIGINT'] as const;
 
 let caught: NodeJS.Signals[] | undefined;
 const record = (signal: NodeJS.Signals): void => {
@@ -16,7 +17,7 @@ const record = (signal: NodeJS.Signals): void => {
 export function catchEarlySignals(): void {
   if (caught) return;
   caught = [];
-  for (const signal of SIGNALS) process.on(signal, record);
+  for (const signal of DAEMON_SIGNALS) process.on(signal, record);
 }
 
 /**
@@ -26,7 +27,7 @@ export function catchEarlySignals(): void {
 export function takeEarlySignals(): NodeJS.Signals[] {
   const taken = caught ?? [];
   caught = undefined;
-  for (const signal of SIGNALS) process.off(signal, record);
+  for (const signal of DAEMON_SIGNALS) process.off(signal, record);
   return taken;
 }
 

@@ -72,36 +72,36 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
   const server: Server = createServer(
     { headersTimeout: HTTP_LIMITS.headersTimeoutMs, requestTimeout: HTTP_LIMITS.requestTimeoutMs, connectionsCheckingInterval: HTTP_LIMITS.checkIntervalMs },
     (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    const send = (status: number, type: string, body: string): void => {
-      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    };
-    switch (path) {
-      case '/health':
-        send(200, 'application/json', '{"status":"ok"}\n');
-        return;
-      case '/ready': {
-        const state = readiness(options.renderer);
-        send(state.ready ? 200 : 503, 'application/json', `${JSON.stringify(state)}\n`);
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end();
         return;
       }
-      case '/metrics':
-        scrape().then(
-          (text) => send(200, options.metrics.registry.contentType, text),
-          (err: unknown) => {
-            options.logger.error({ err }, `metrics failed: ${(err as Error).message}`);
-            send(500, 'text/plain', 'metrics failed\n');
-          },
-        );
-        return;
-      default:
-        send(404, 'text/plain', 'not found: try /health, /ready or /metrics\n');
-    }
+      const send = (status: number, type: string, body: string): void => {
+        res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      };
+      switch (path) {
+        case '/health':
+          send(200, 'application/json', '{"status":"ok"}\n');
+          return;
+        case '/ready': {
+          const state = readiness(options.renderer);
+          send(state.ready ? 200 : 503, 'application/json', `${JSON.stringify(state)}\n`);
+          return;
+        }
+        case '/metrics':
+          scrape().then(
+            (text) => send(200, options.metrics.registry.contentType, text),
+            (err: unknown) => {
+              options.logger.error({ err }, `metrics failed: ${(err as Error).message}`);
+              send(500, 'text/plain', 'metrics failed\n');
+            },
+          );
+          return;
+        default:
+          send(404, 'text/plain', 'not found: try /health, /ready or /metrics\n');
+      }
     },
   );
   server.maxConnections = HTTP_LIMITS.maxConnections;

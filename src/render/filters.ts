@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { CONTROL } from '../sources/snapshot.js';
+import { CONTROL_CHARACTERS } from '../sources/snapshot.js';
 import type { Member, MemberStatus } from '../sources/types.js';
 
 /**
@@ -111,7 +111,6 @@ export function quote(value: unknown): string {
 
 // --- internal ---
 
-const CONTROL_CHARACTERS = new RegExp(CONTROL.source, 'g');
 
 /** The identifiers `text` may get, best first: itself when clean, then its hash in 6, 12, … 64 digits, then numbered. */
 function* slugCandidates(text: string, safe: string, clean: boolean): Generator<string> {

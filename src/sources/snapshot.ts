@@ -22,6 +22,8 @@ export interface DroppedMember {
  */
 // oxlint-disable-next-line no-control-regex
 export const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** The same, to replace every one of them (`String.replace` only: a global regex is stateful in `test`). */
+export const CONTROL_CHARACTERS = new RegExp(CONTROL.source, 'g');
 
 /**
  * Validates raw members from a source. Returns the valid ones, normalised (own `source`, tags copied,
@@ -146,7 +148,7 @@ function checkAddress(address: string): string | undefined {
  * what a warning prints about a bad member cannot start a line of its own.
  */
 function printable(value: unknown): string {
-  return String(JSON.stringify(value)).replace(new RegExp(CONTROL.source, 'g'), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return String(JSON.stringify(value)).replace(CONTROL_CHARACTERS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function describe(value: unknown, index: number): string {

@@ -8,7 +8,7 @@ import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
 import { parseListen } from '../../ops/http.js';
 import { VERSION } from '../../version.js';
-import { takeEarlySignals } from '../early-signals.js';
+import { DAEMON_SIGNALS, takeEarlySignals } from '../early-signals.js';
 
 /**
  * `rosterd run` (the default command): the daemon. Renders on every change until SIGTERM/SIGINT;
@@ -46,8 +46,6 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
     });
 }
 
-const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
-
 /**
  * The daemon's signals from the first moment of `run` (and, through early-signals.ts, of the process). Until
  * the daemon takes them, a SIGTERM or SIGINT is remembered (the start is called off) and any number of
@@ -57,7 +55,7 @@ class SignalInbox {
   stopRequested: NodeJS.Signals | undefined;
   reloadRequested = false;
   #handlers: { stop(signal: NodeJS.Signals): void; reload(): void } | undefined;
-  readonly #listeners = SIGNALS.map((signal) => [signal, () => this.#receive(signal)] as const);
+  readonly #listeners = DAEMON_SIGNALS.map((signal) => [signal, () => this.#receive(signal)] as const);
   readonly #installed: boolean;
 
   constructor(install: boolean) {
