@@ -186,7 +186,11 @@ export class Renderer extends EventEmitter<RendererEvents> {
       ready.forEach((t, i) => results.set(t, rendered[i]!));
       return templates.map((t) => results.get(t)!);
     } finally {
-      if (ownSources) await this.roster.stop();
+      if (ownSources) {
+        await this.roster.stop();
+        // Its worker too: a renderer used once must not keep a thread for the rest of the process.
+        await this.sandbox.close();
+      }
     }
   }
 
