@@ -67,10 +67,12 @@ async function writeMembers(members: { name: string; address: string }[]): Promi
 }
 
 /**
- * A fake Serf agent that answers like a real one (handshake, stream, members) until `attack()` writes the
- * given bytes to every connection. Real agents never send such bytes; that is why it is a fake.
+ * A fake Serf agent that answers like a real one (handshake, stream, members: `a`, then `web-1`…) until
+ * `attack()` writes the given bytes to every connection. Real agents never send such bytes; that is why it is a fake.
  */
-async function fakeSerfAgent(): Promise<{ address: string; connections: () => number; attack(bytes: Buffer): void; close(): Promise<void> }> {
+async function fakeSerfAgent(memberCount = 1): Promise<{ address: string; connections: () => number; attack(bytes: Buffer): void; close(): Promise<void> }> {
+  // Encoded once: the same reply to every `members`.
+  const membersBody = msgpack.encode({ Members: Array.from({ length: memberCount }, (_, i) => serfMemberRecord(i === 0 ? 'a' : `web-${i}`, { addr: [10, ((i + 1) >> 16) & 255, ((i + 1) >> 8) & 255, (i + 1) & 255] })) });
   const sockets = new Set<Socket>();
   let connections = 0;
   const withBody = new Set(['handshake', 'auth', 'members-filtered', 'stream', 'stop']);
@@ -83,7 +85,7 @@ async function fakeSerfAgent(): Promise<{ address: string; connections: () => nu
     let waiting: { command: string; seq: number } | undefined;
     const answer = (request: { command: string; seq: number }): void => {
       const header = msgpack.encode({ Seq: request.seq, Error: '' });
-      socket.write(request.command === 'members' ? Buffer.concat([header, msgpack.encode({ Members: [serfMemberRecord('a')] })]) : header);
+      socket.write(request.command === 'members' ? Buffer.concat([header, membersBody]) : header);
     };
     decoder.on('data', (value: Record<string, unknown>) => {
       if (waiting) {
@@ -123,6 +125,17 @@ describe('rosterd run under faults', () => {
     await start({ template: { contents: '{{ members | size }} {{ members.last.name }}\n' } });
     await waitFor(async () => (await output()) === '200000 web-99999\n', 'the 200,000-member render', { timeout: 60_000, interval: 100 });
     expect((await expectAlive()).status).toBe(200);
+  });
+
+  it('renders 200,000 members from one Serf members reply', async () => {
+    const agent = await fakeSerfAgent(200_000);
+    try {
+      await start({ sources: { cluster: { type: 'serf', rpcAddr: agent.address } }, template: { contents: '{{ members | size }} {{ members.last.name }}\n' } });
+      await waitFor(async () => (await output()) === '200000 web-99999\n', 'the 200,000-member render', { timeout: 60_000, interval: 100 });
+      expect((await expectAlive()).status).toBe(200);
+    } finally {
+      await agent.close();
+    }
   });
 
   it('slugged server names never collide, so HAProxy accepts a member named like the slug of another', async () => {
