@@ -23,7 +23,7 @@ function makeMembers(count: number): Member[] {
 
 /**
  * Render time per member count: rosterd's render step (context with the merged, sorted list + strict
- * render), on this thread and in the render worker the daemon uses, against a bare liquidjs parse + render
+ * render), in this process and in the render process the daemon uses, against a bare liquidjs parse + render
  * of the same template and data, alternating in the same run.
  */
 export async function run(): Promise<BenchSection> {
@@ -57,8 +57,8 @@ export async function run(): Promise<BenchSection> {
         'bare liquidjs parse+render (ms)': bareMs,
         'rosterd render (ms)': oursMs,
         ratio: `${(oursMs / bareMs).toFixed(2)}×`,
-        'rosterd render in the worker (ms)': workerMs,
-        'worker / this thread': `${(workerMs / oursMs).toFixed(2)}×`,
+        'rosterd render in the render process (ms)': workerMs,
+        'render process / this process': `${(workerMs / oursMs).toFixed(2)}×`,
       });
     }
   } finally {
@@ -69,7 +69,7 @@ export async function run(): Promise<BenchSection> {
     rows,
     notes: [
       'Goal: ratio ≤ 1.3× at 10,000 members.',
-      'The daemon renders in the worker: the members are copied there and the output back, and the main thread stays free meanwhile.',
+      'The daemon renders in its render process: the members are copied there and the output back, and the daemon stays free meanwhile.',
     ],
   };
 }

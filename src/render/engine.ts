@@ -6,14 +6,14 @@ import { groupByTag, quote, slug, SlugScope, sortBy, status, tagged } from './fi
 /**
  * What one render may use. A template is code: a loop over `(1..100000000)` or a partial that includes itself
  * must fail its render with a clear error, never the daemon. liquidjs counts time and allocations between
- * steps; the render worker (sandbox.ts) stops a render that exceeds them anyway, and bounds its heap.
+ * steps; the render process (sandbox.ts) is stopped when a render exceeds them anyway, and its heap is bounded.
  */
 export interface RenderLimits {
   /** Milliseconds one render may take. */
   readonly timeMs: number;
   /** Characters and list items the filters and ranges of one render may allocate (liquidjs's `memoryLimit`). */
   readonly allocations: number;
-  /** MiB of heap the render worker may use for a render and its members. */
+  /** MiB of heap the render process may use for a render and its members. */
   readonly heapMb: number;
 }
 
@@ -29,7 +29,7 @@ export const MAX_PARTIAL_DEPTH = 50;
 
 /** A template parsed at load time, ready to render many times. */
 export interface CompiledTemplate {
-  /** Distinct for every compile: a render worker compiles the same text once per id. */
+  /** Distinct for every compile: the render process compiles the same text once per id. */
   readonly id: number;
   /** The template's name in logs and errors. */
   readonly name: string;

@@ -44,7 +44,7 @@ export async function renderAndInstall(
   options: {
     dry: boolean;
     reloader: Reloader | undefined;
-    /** Where templates render: a worker thread, so that a runaway template cannot stall the daemon. */
+    /** Where templates render: a child process, so that a runaway template cannot stall or crash the daemon. */
     sandbox: RenderSandbox;
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];

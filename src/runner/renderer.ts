@@ -85,7 +85,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private swapping = false;
   /** start(), stop() and reload() run one after the other, never interleaved. */
   private lifecycle: Promise<unknown> = Promise.resolve();
-  /** Renders run in a worker thread: a runaway template fails its render, not the daemon. */
+  /** Renders run in a child process: a runaway template fails its render, not the daemon. */
   private readonly sandbox = new RenderSandbox();
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {

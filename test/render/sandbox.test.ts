@@ -28,7 +28,7 @@ async function renderError(box: RenderSandbox, template: ReturnType<typeof compi
   return error as TemplateError;
 }
 
-describe('RenderSandbox (renders in a worker thread)', () => {
+describe('RenderSandbox (renders in a child process)', () => {
   it('renders what the engine renders, and reports errors with the same file, line and column', async () => {
     const box = sandbox();
     const template = compile('{% for m in members %}{{ m.name | slug }} {{ m.name | quote }}\n{% endfor %}');
@@ -62,7 +62,7 @@ describe('RenderSandbox (renders in a worker thread)', () => {
     }
   });
 
-  it('ends a render at its time limit, and this thread keeps running meanwhile', async () => {
+  it('ends a render at its time limit, and this process keeps running meanwhile', async () => {
     const box = sandbox({ timeMs: 300 });
     let ticks = 0;
     const ticker = setInterval(() => ticks++, 20);
@@ -74,11 +74,11 @@ describe('RenderSandbox (renders in a worker thread)', () => {
       clearInterval(ticker);
     }
     const elapsed = Date.now() - started;
-    // The timer fired all along: the render did not block this thread.
+    // The timer fired all along: the render did not block this process.
     expect(ticks).toBeGreaterThan(elapsed / 20 / 4);
   });
 
-  it('ends a render that runs out of the worker heap, and the next render gets a fresh worker', async () => {
+  it('ends a render that runs out of the render process heap, and the next render gets a fresh process', async () => {
     const box = sandbox({ heapMb: 64 });
     // Lists of 2^25 items are within the allocation limit and far beyond 64 MiB: only the heap limit stops this.
     const error = await renderError(box, compile('{% assign a = (1..1024) %}{% for i in (1..15) %}{% assign a = a | concat: a %}{% endfor %}{{ a | size }}'));

@@ -1,12 +1,13 @@
-import { parentPort } from 'node:worker_threads';
 import { RosterdError, TemplateError } from '../errors.js';
 import { compileTemplate, renderTemplate, type CompiledTemplate } from './engine.js';
 import type { RenderReply, RenderRequest } from './sandbox.js';
 
 /**
- * The render worker (see sandbox.ts): compiles each template it is sent once, from the same text and root
- * as the main thread did, and renders it. Templates are kept by the id of their compile, so a config reload
- * (new ids) reads its partials afresh, as a render on the main thread would.
+ * The render process (see sandbox.ts): compiles each template it is sent once, from the same text and root
+ * as the daemon did, and renders it. Templates are kept by the id of their compile, so a config reload (new
+ * ids) reads its partials afresh, as a render in the daemon would. The daemon alone decides when this process
+ * ends: it ignores the signals a terminal or a service manager sends to the whole group, and exits when the
+ * daemon is gone.
  */
 
 /** Compiled templates kept, the most recently used last: far more than one config has. */
@@ -22,8 +23,13 @@ function compiled(spec: RenderRequest['template']): CompiledTemplate {
   return template;
 }
 
-parentPort!.on('message', (request: RenderRequest) => {
-  const reply = (message: RenderReply): void => parentPort!.postMessage(message);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
+process.on('disconnect', () => process.exit(0));
+
+process.on('message', (message) => {
+  const request = message as RenderRequest;
+  const reply = (answer: RenderReply): void => void process.send?.(answer);
+  reply({ id: request.id, started: true });
   (async () => {
     try {
       reply({ id: request.id, output: await renderTemplate(compiled(request.template), request.context) });
