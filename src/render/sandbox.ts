@@ -181,7 +181,7 @@ export class RenderSandbox {
 /**
  * Starts the render process: the built `child.js` next to this file, or, when rosterd runs from its
  * TypeScript sources (its own tests), `child.ts` through jiti, as configs are loaded. Messages are copied
- * with the structured clone algorithm (as to a worker thread); stdout is not used, stderr is kept for why it
+ * with the structured clone algorithm; stdout is not used, stderr is kept for why it
  * ended.
  */
 function startRenderProcess(heapMb: number): ChildProcess {

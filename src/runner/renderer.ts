@@ -188,7 +188,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
     } finally {
       if (ownSources) {
         await this.roster.stop();
-        // Its worker too: a renderer used once must not keep a thread for the rest of the process.
+        // Its render process too: a renderer used once must not keep one for the rest of the process.
         await this.sandbox.close();
       }
     }
