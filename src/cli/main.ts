@@ -5,6 +5,7 @@ import { registerRender } from './commands/render.js';
 import { registerRun } from './commands/run.js';
 import { registerValidate } from './commands/validate.js';
 import type { CliIo } from './context.js';
+import { releaseEarlySignals } from './early-signals.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { VERSION } from '../version.js';
 
@@ -29,6 +30,10 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   for (const register of [registerRun, registerRender, registerValidate, registerMembers]) register(program, io, setExit);
   for (const command of program.commands) command.exitOverride();
+  // Only `run` handles signals; the other commands keep their default action (see early-signals.ts).
+  program.hook('preAction', (_program, command) => {
+    if (command.name() !== 'run') releaseEarlySignals();
+  });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

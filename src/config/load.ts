@@ -6,7 +6,7 @@ import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { createJiti } from 'jiti';
 import { ConfigError, RosterdError, type ConfigIssue } from '../errors.js';
 import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
-import type { Source } from '../sources/types.js';
+import { isSource, type Source } from '../sources/types.js';
 import type { ConfigExport } from './define.js';
 import { formatPath, toConfigIssues } from './issues.js';
 import { configSchema, isHaproxyReload, type ParsedTemplate, type SourceConfig } from './schema.js';
@@ -81,10 +81,10 @@ export async function loadConfig(
 /** Validates a raw config value (from a file or an object) and resolves it. */
 export async function resolveConfig(value: unknown, where: { file?: string; baseDir: string }): Promise<ResolvedConfig> {
   const parsed = configSchema.safeParse(value);
-  const modeIssues = where.file !== undefined && isDataFile(where.file) ? numericModes(value) : [];
-  if (!parsed.success || modeIssues.length > 0) {
+  const rawIssues = [...protoKeys(value), ...(where.file !== undefined && isDataFile(where.file) ? numericModes(value) : [])];
+  if (!parsed.success || rawIssues.length > 0) {
     const issues = parsed.success ? [] : toConfigIssues(parsed.error, configSchema, value);
-    throw new ConfigError([...issues, ...modeIssues], where.file);
+    throw new ConfigError([...issues, ...rawIssues], where.file);
   }
   const config = parsed.data;
   const at = (p: string): string => resolve(where.baseDir, p);
@@ -160,6 +160,22 @@ function resolveReload(reload: ParsedTemplate['reload'], at: (path: string) => s
   if (!isHaproxyReload(reload)) return reload;
   const { masterSocket, pidFile, ...rest } = reload.haproxy;
   return { haproxy: { ...rest, masterSocket: at(masterSocket), ...(pidFile === undefined ? {} : { pidFile: at(pidFile) }) } };
+}
+
+/**
+ * A key named `__proto__` (JSON and YAML make it an ordinary key) would vanish silently: the schema builds
+ * plain objects, where assigning it sets the prototype instead, so a source or a tag filter of that name would
+ * not exist. Such a key is refused wherever it is, with its path.
+ */
+function protoKeys(value: unknown, path: PropertyKey[] = [], seen = new WeakSet<object>()): ConfigIssue[] {
+  if (typeof value !== 'object' || value === null || isSource(value) || seen.has(value)) return [];
+  seen.add(value);
+  const issues: ConfigIssue[] = [];
+  if (Object.hasOwn(value, '__proto__')) {
+    issues.push({ path: formatPath([...path, '__proto__']), message: '"__proto__" cannot be a name here (JavaScript objects reserve it); choose another' });
+  }
+  for (const [key, child] of Object.entries(value)) issues.push(...protoKeys(child, [...path, Array.isArray(value) ? Number(key) : key], seen));
+  return issues;
 }
 
 /** YAML, JSON and extension-less files: configs written as data rather than code. */

@@ -7,6 +7,13 @@ import type { RendererMetrics } from './metrics.js';
 
 /** How long one computation of `/metrics` serves further scrapes, in ms. */
 const METRICS_CACHE_MS = 1000;
+/**
+ * Bounds for clients that are slow or many: the endpoint serves a few scrapers and health checks, and every
+ * connection held open costs a file descriptor the sources need too. A client gets this long to send its
+ * headers and its whole request (Node's defaults: 60 s and 5 min, checked every 30 s), and connections beyond
+ * the cap are closed at once.
+ */
+export const HTTP_LIMITS = { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, checkIntervalMs: 1000, maxConnections: 100 } as const;
 
 /** A running status endpoint. */
 export interface StatusServer {
@@ -62,38 +69,42 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
     }
     return cached.text;
   };
-  const server: Server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    const send = (status: number, type: string, body: string): void => {
-      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    };
-    switch (path) {
-      case '/health':
-        send(200, 'application/json', '{"status":"ok"}\n');
-        return;
-      case '/ready': {
-        const state = readiness(options.renderer);
-        send(state.ready ? 200 : 503, 'application/json', `${JSON.stringify(state)}\n`);
+  const server: Server = createServer(
+    { headersTimeout: HTTP_LIMITS.headersTimeoutMs, requestTimeout: HTTP_LIMITS.requestTimeoutMs, connectionsCheckingInterval: HTTP_LIMITS.checkIntervalMs },
+    (req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end();
         return;
       }
-      case '/metrics':
-        scrape().then(
-          (text) => send(200, options.metrics.registry.contentType, text),
-          (err: unknown) => {
-            options.logger.error({ err }, `metrics failed: ${(err as Error).message}`);
-            send(500, 'text/plain', 'metrics failed\n');
-          },
-        );
-        return;
-      default:
-        send(404, 'text/plain', 'not found: try /health, /ready or /metrics\n');
-    }
-  });
+      const send = (status: number, type: string, body: string): void => {
+        res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      };
+      switch (path) {
+        case '/health':
+          send(200, 'application/json', '{"status":"ok"}\n');
+          return;
+        case '/ready': {
+          const state = readiness(options.renderer);
+          send(state.ready ? 200 : 503, 'application/json', `${JSON.stringify(state)}\n`);
+          return;
+        }
+        case '/metrics':
+          scrape().then(
+            (text) => send(200, options.metrics.registry.contentType, text),
+            (err: unknown) => {
+              options.logger.error({ err }, `metrics failed: ${(err as Error).message}`);
+              send(500, 'text/plain', 'metrics failed\n');
+            },
+          );
+          return;
+        default:
+          send(404, 'text/plain', 'not found: try /health, /ready or /metrics\n');
+      }
+    },
+  );
+  server.maxConnections = HTTP_LIMITS.maxConnections;
   await new Promise<void>((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException): void => {
       reject(new ConfigError([{ path: 'http.listen', message: `cannot listen on ${options.listen}: ${err.code ?? err.message}` }], undefined, { cause: err }));

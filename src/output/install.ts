@@ -13,7 +13,8 @@
  *   until {@link Candidate.discard} succeeds. The error says so.
  * - **Recognisable temporary names.** `.<name>.rosterd-<8 hex>`: hidden, created with O_EXCL (never follows or
  *   reuses an existing file), unreadable to others until its final mode is set. A crash between prepare and
- *   commit can leave one behind; it is never taken for the destination.
+ *   commit can leave one behind; it is never taken for the destination, and {@link removeStaleTemporaries}
+ *   removes it later.
  * - **Backup without a gap.** With `backup`, `<file>.bak` is replaced atomically by a hard link to the old file
  *   before the new file goes in, so the destination is never missing. (Where hard links are not supported, a
  *   copy is used.) If the install then fails, `.bak` holds the current bytes, which is harmless.
@@ -30,7 +31,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, open, readlink, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, open, readdir, readlink, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { RosterdError } from '../errors.js';
 
@@ -129,6 +130,40 @@ export async function prepareCandidate(
     strict: options.uid !== undefined || options.gid !== undefined,
   });
   return new PreparedCandidate(tempPath, dest, target, options.backup === true);
+}
+
+/**
+ * Removes the temporary files a killed or crashed rosterd left next to `destination` (a crash loop would
+ * otherwise add one full-size file per crash). Only files that are exactly ours are touched: regular files
+ * (not symlinks or directories) named `.<name>.rosterd-<8 lowercase hex>` for this destination's file name,
+ * unchanged (ctime: a backup's hard link counts as a change) for longer than `olderThanMs`, so that a
+ * candidate another process is still checking stays. Best effort: what cannot be listed or removed stays.
+ * Returns the paths removed.
+ */
+export async function removeStaleTemporaries(destination: string, olderThanMs: number): Promise<string[]> {
+  const target = await resolveTarget(resolve(destination));
+  const dir = dirname(target);
+  const prefix = tempPrefix(target);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !/^[0-9a-f]{8}$/.test(name.slice(prefix.length))) continue;
+    const path = join(dir, name);
+    try {
+      const stats = await lstat(path);
+      if (!stats.isFile() || Date.now() - stats.ctimeMs <= olderThanMs) continue;
+      await unlink(path);
+      removed.push(path);
+    } catch {
+      // Gone meanwhile, or not ours to remove: leave it.
+    }
+  }
+  return removed;
 }
 
 /**
@@ -320,8 +355,11 @@ async function setOwner(
 
 /** `.<name>.rosterd-<8 hex>` in the target's directory. */
 function tempName(target: string): string {
-  const name = basename(target).slice(0, MAX_NAME_PART);
-  return join(dirname(target), `.${name}.rosterd-${randomBytes(4).toString('hex')}`);
+  return join(dirname(target), `${tempPrefix(target)}${randomBytes(4).toString('hex')}`);
+}
+
+function tempPrefix(target: string): string {
+  return `.${basename(target).slice(0, MAX_NAME_PART)}.rosterd-`;
 }
 
 /** Follows symlinks on the last path component, dangling ones too, to the file that will actually be replaced. */

@@ -26,7 +26,8 @@ export function buildContext(
   for (const name of sourceNames) {
     const list = [...(snapshots.get(name) ?? [])];
     sources[name] = list;
-    members.push(...list);
+    // One by one: `push(...list)` passes every member as an argument and overflows the stack from ~125,000.
+    for (const member of list) members.push(member);
   }
   members.sort(compareMembers);
   const env: Record<string, string> = {};

@@ -3,12 +3,12 @@ import { dirname } from 'node:path';
 import { commandFailure, logFailedOutput, type Reloader } from '../commands/reloader.js';
 import { runCommand } from '../commands/run.js';
 import type { ResolvedTemplate } from '../config/load.js';
-import { RosterdError, TemplateRunError } from '../errors.js';
+import { RosterdError, TemplateError, TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
-import { renderTemplate } from '../render/engine.js';
+import type { RenderSandbox } from '../render/sandbox.js';
 import type { Member } from '../sources/types.js';
 
 /**
@@ -44,23 +44,27 @@ export async function renderAndInstall(
   options: {
     dry: boolean;
     reloader: Reloader | undefined;
+    /** Where templates render: a child process, so that a runaway template cannot stall or crash the daemon. */
+    sandbox: RenderSandbox;
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];
     logger: Logger;
   },
 ): Promise<StepOutcome> {
-  const context = buildContext(snapshots, template.sources, template.env);
-  const count = context.members.length;
+  let count = 0;
   const fail = (stage: Extract<StepOutcome, { status: 'failed' }>['stage'], error: unknown): StepOutcome => ({
     status: 'failed',
     members: count,
     stage,
-    error: RosterdError.is(error) ? error : new TemplateRunError('E_INSTALL', template.name, (error as Error).message, { cause: error }),
+    error: RosterdError.is(error) ? error : unexpected(template, stage, error),
   });
 
+  let context: ReturnType<typeof buildContext>;
   let content: string;
   try {
-    content = await renderTemplate(template.compiled, context);
+    context = buildContext(snapshots, template.sources, template.env);
+    count = context.members.length;
+    content = await options.sandbox.render(template.compiled, context);
   } catch (err) {
     return fail('render', err);
   }
@@ -145,6 +149,15 @@ function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'maxShrink
     }
   }
   return undefined;
+}
+
+/** An error no step expected, reported as a failure of the step it happened in. */
+function unexpected(template: ResolvedTemplate, stage: Extract<StepOutcome, { status: 'failed' }>['stage'], error: unknown): RosterdError {
+  const reason = error instanceof Error ? error.message : String(error);
+  if (stage === 'render') {
+    return new TemplateError('E_RENDER', `${template.compiled.file}: failed to render: ${reason}`, { template: template.name, file: template.compiled.file }, { cause: error });
+  }
+  return new TemplateRunError('E_INSTALL', template.name, reason, { cause: error });
 }
 
 function remember(memory: TemplateMemory, members: ReadonlySet<string>, bytes: Buffer): void {

@@ -6,7 +6,8 @@ import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
 import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { restore, type CurrentFile } from '../output/install.js';
+import { removeStaleTemporaries, restore, type CurrentFile } from '../output/install.js';
+import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { Member, Source } from '../sources/types.js';
 import type { RendererEvents, TemplateResult } from './events.js';
@@ -44,6 +45,8 @@ interface TemplateRuntime {
   memory: TemplateMemory;
   /** Rendered at least once since start: later changes go through `wait`. */
   attempted: boolean;
+  /** Stale temporary files next to the destination were looked for (once per runtime, before its first write). */
+  swept: boolean;
   /** The last render's error, undefined after a success (written or unchanged). */
   lastError: RosterdError | undefined;
   /** Written or found unchanged at least once since start. */
@@ -82,6 +85,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private swapping = false;
   /** start(), stop() and reload() run one after the other, never interleaved. */
   private lifecycle: Promise<unknown> = Promise.resolve();
+  /** Renders run in a child process: a runaway template fails its render, not the daemon. */
+  private readonly sandbox = new RenderSandbox();
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
@@ -135,6 +140,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
       this.batchTimer = undefined;
       this.pendingBatch.clear();
       await this.roster.stop();
+      // A render under way has written nothing yet: it is stopped rather than waited for.
+      await this.sandbox.close();
       await this.idle();
       this.running = false;
     });
@@ -179,7 +186,11 @@ export class Renderer extends EventEmitter<RendererEvents> {
       ready.forEach((t, i) => results.set(t, rendered[i]!));
       return templates.map((t) => results.get(t)!);
     } finally {
-      if (ownSources) await this.roster.stop();
+      if (ownSources) {
+        await this.roster.stop();
+        // Its render process too: a renderer used once must not keep one for the rest of the process.
+        await this.sandbox.close();
+      }
     }
   }
 
@@ -280,6 +291,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
         schedule: createSchedule(t.wait, () => this.enqueue(runtime)),
         memory: memories.get(t.name) ?? {},
         attempted: false,
+        swept: false,
         lastError: undefined,
         ok: false,
         running: false,
@@ -369,6 +381,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private async renderBatch(batch: TemplateRuntime[], options: { dry: boolean; reload: boolean }): Promise<TemplateResult[]> {
     const snapshots = this.roster.snapshots();
     if (!options.dry) for (const t of batch) t.attempted = true;
+    if (!options.dry) await Promise.all(batch.filter((t) => !t.swept).map((t) => this.sweep(t)));
     const results = await Promise.all(
       batch.map(async (t) => {
         const started = performance.now();
@@ -404,10 +417,20 @@ export class Renderer extends EventEmitter<RendererEvents> {
     return results.map((r) => r.result);
   }
 
+  /**
+   * Removes the temporary files a killed rosterd left next to a template's destination. A candidate lives at
+   * most through its check, which `timeout` bounds; twice that (an hour without a timeout) is surely stale.
+   */
+  private async sweep(t: TemplateRuntime): Promise<void> {
+    t.swept = true;
+    const removed = await removeStaleTemporaries(t.config.destination, t.config.timeout > 0 ? 2 * t.config.timeout : 3_600_000).catch(() => []);
+    if (removed.length > 0) t.log.info({ removed }, `removed ${removed.length} temporary file(s) left by an earlier run next to ${t.config.destination}`);
+  }
+
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */
   private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean): Promise<StepOutcome> {
     try {
-      return await renderAndInstall(t.config, snapshots, t.memory, { dry, reloader: t.reloader, reloadGroup: t.reloadGroup, logger: t.log });
+      return await renderAndInstall(t.config, snapshots, t.memory, { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log });
     } catch (err) {
       const error = RosterdError.is(err) ? err : new TemplateRunError('E_INSTALL', t.config.name, (err as Error).message, { cause: err });
       return { status: 'failed', members: 0, error, stage: 'install' };

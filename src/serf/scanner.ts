@@ -10,8 +10,13 @@
 
 /** The largest value the scanner accepts unless told otherwise: far above any Serf reply (~700 B a member). */
 const DEFAULT_MAX_VALUE_BYTES = 128 * 1024 * 1024;
+/**
+ * The deepest nesting accepted unless told otherwise. Serf's deepest value (a member's tags inside the member
+ * list inside a reply) is 4 levels; each open level costs the scanner memory, and the decoder stack.
+ */
+const DEFAULT_MAX_DEPTH = 32;
 
-/** The byte stream is not MessagePack, or holds a value larger than allowed. */
+/** The byte stream is not MessagePack, or holds a value larger or deeper than allowed. */
 export class MsgpackScanError extends Error {
   /** Offset of the offending byte from the start of the stream. */
   readonly offset: number;
@@ -29,6 +34,7 @@ export class MsgpackScanError extends Error {
  */
 export class MsgpackScanner {
   readonly #maxValueBytes: number;
+  readonly #maxDepth: number;
   /** Bytes received and not yet handed out, in `#buf[0, #len)`. Grows by doubling, so appends are amortised O(1). */
   #buf: Buffer = Buffer.alloc(0);
   #len = 0;
@@ -43,8 +49,9 @@ export class MsgpackScanner {
   /** Bytes handed out or dropped so far, for error offsets. */
   #consumed = 0;
 
-  constructor(options: { maxValueBytes?: number } = {}) {
+  constructor(options: { maxValueBytes?: number; maxDepth?: number } = {}) {
     this.#maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+    this.#maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
   }
 
   /** Bytes held for a value that is not complete yet. */
@@ -53,8 +60,10 @@ export class MsgpackScanner {
   }
 
   /**
-   * Adds a chunk and returns the values it completes, in order, each as a copy of its bytes.
-   * @throws {MsgpackScanError} on the never-used type byte 0xc1, or a value over `maxValueBytes`.
+   * Adds a chunk and returns the values it completes, in order, each as a copy of its bytes. Both limits are
+   * checked at every step, so a hostile chunk is refused as soon as it crosses one, not after it was walked.
+   * @throws {MsgpackScanError} on the never-used type byte 0xc1, a value over `maxValueBytes`, or containers
+   *   nested deeper than `maxDepth`.
    */
   push(chunk: Uint8Array): Buffer[] {
     this.#append(chunk);
@@ -104,16 +113,21 @@ export class MsgpackScanner {
       const n = Math.min(available, this.#skip);
       this.#pos += n;
       this.#skip -= n;
+      if (this.#pos - this.#start > this.#maxValueBytes) this.#tooLarge();
       return true;
     }
     if (this.#pos >= this.#len) return false;
     const head = this.#readHead(this.#pos);
     if (head === undefined) return false;
     this.#pos += head.size;
+    if (this.#pos - this.#start > this.#maxValueBytes) this.#tooLarge();
     if (head.payload > this.#maxValueBytes) this.#tooLarge(head.payload);
     this.#skip = head.payload;
     if (head.items > 0) {
       if (head.items > this.#maxValueBytes) this.#tooLarge(head.items);
+      if (this.#open.length >= this.#maxDepth) {
+        throw new MsgpackScanError(`value nested deeper than ${this.#maxDepth} levels`, this.#consumed + this.#pos - head.size - this.#start);
+      }
       this.#open.push(head.items + 1); // +1: completeItem() below counts the container itself as done
     }
     return true;
@@ -202,7 +216,8 @@ export class MsgpackScanner {
     }
   }
 
-  #tooLarge(size: number): never {
-    throw new MsgpackScanError(`value larger than ${this.#maxValueBytes} bytes (a length of ${size})`, this.#consumed);
+  /** `size`: the length a head announced, when that is what is too large. */
+  #tooLarge(size?: number): never {
+    throw new MsgpackScanError(`value larger than ${this.#maxValueBytes} bytes${size === undefined ? '' : ` (a length of ${size})`}`, this.#consumed);
   }
 }

@@ -31,11 +31,21 @@ export interface DnsSourceOptions {
   /** Milliseconds between polls (shortened by a lower positive TTL, see `TTL_FLOOR_MS`). */
   interval: number;
   /**
-   * Milliseconds a server gets for each step of a lookup (the SRV query, then its targets' address queries,
-   * together) before the next server is asked.
+   * Milliseconds a server gets to answer one query before the next server is asked. The address queries of
+   * SRV targets run `TARGET_QUERY_CONCURRENCY` at a time, and one that gets no answer is asked again
+   * (`TARGET_QUERY_TRIES`) before the server counts as failed.
    */
   timeout: number;
 }
+
+/**
+ * Address queries for SRV targets in flight at once, per server. Sending every query of a large SRV name at
+ * once overflows socket buffers and server limits (dnsmasq answered 128 targets, not 150), and one lost
+ * answer failed the whole poll.
+ */
+export const TARGET_QUERY_CONCURRENCY = 32;
+/** Times an SRV target's address query is sent when no answer comes within `timeout`: a lost UDP answer is asked again. */
+export const TARGET_QUERY_TRIES = 2;
 
 /** A positive TTL shorter than `interval` brings the next poll forward, but never closer than this. */
 export const TTL_FLOOR_MS = 1000;
@@ -87,9 +97,18 @@ export const createDnsSource: SourceFactory<DnsSourceOptions> = (name, options, 
     ({ server, label }) => {
       const resolver = newResolver();
       resolver.setServers([server]);
-      return { label, resolver };
+      return { label, server, resolver, lanes: [] };
     },
   );
+  /** The resolvers that ask `upstream` for SRV targets' addresses, one query at a time each: made on first use. */
+  const lanesOf = (upstream: Upstream): Resolver[] => {
+    while (upstream.lanes.length < TARGET_QUERY_CONCURRENCY) {
+      const lane = newResolver();
+      lane.setServers([upstream.server]);
+      upstream.lanes.push(lane);
+    }
+    return upstream.lanes;
+  };
 
   let running = false;
   let onSnapshot: ((members: Member[]) => void) | undefined;
@@ -106,13 +125,14 @@ export const createDnsSource: SourceFactory<DnsSourceOptions> = (name, options, 
   let warnedTargets = new Set<string>();
 
   /** One full lookup on one server: the raw members, the lowest positive TTL seen, and SRV targets without an address. */
-  async function lookupVia({ resolver }: Upstream): Promise<LookupResult> {
-    /** Runs `work` with a deadline of `timeout` ms, after which every query under way is cancelled. */
-    const step = async <T>(work: () => Promise<T>): Promise<T> => {
+  async function lookupVia(upstream: Upstream): Promise<LookupResult> {
+    const { resolver } = upstream;
+    /** Runs `work` with a deadline of `timeout` ms, after which every query under way on `on` is cancelled. */
+    const step = async <T>(work: () => Promise<T>, on: Resolver = resolver): Promise<T> => {
       let expired = false;
       const deadline = setTimeout(() => {
         expired = true;
-        resolver.cancel();
+        on.cancel();
       }, options.timeout);
       try {
         return await work();
@@ -133,8 +153,47 @@ export const createDnsSource: SourceFactory<DnsSourceOptions> = (name, options, 
         throw new LookupFailure(type, host, about, code, err);
       }
     };
-    const addresses4 = (host: string, about = '') => ask('A', host, about, () => resolver.resolve4(host, { ttl: true }));
-    const addresses6 = (host: string, about = '') => ask('AAAA', host, about, () => resolver.resolve6(host, { ttl: true }));
+    const addresses4 = (host: string, about = '', on = resolver) => ask('A', host, about, () => on.resolve4(host, { ttl: true }));
+    const addresses6 = (host: string, about = '', on = resolver) => ask('AAAA', host, about, () => on.resolve6(host, { ttl: true }));
+
+    /**
+     * The A and AAAA answers of every target, `TARGET_QUERY_CONCURRENCY` queries at a time, each with its own
+     * deadline and tries. A partial answer must not shrink the roster: one query that fails for good fails the
+     * whole cycle; the queries under way are then cancelled and awaited, so none is left running after it.
+     */
+    const addressesOfTargets = async (targets: readonly string[], about: string): Promise<[Answer, Answer][]> => {
+      const found = targets.map((): [Answer, Answer] => [[], []]);
+      const queries = targets.flatMap((_, i) => [0, 1].map((family) => ({ i, family })));
+      const lanes = lanesOf(upstream).slice(0, queries.length);
+      let next = 0;
+      let failure: { error: unknown } | undefined;
+      const askUntilAnswered = async (lane: Resolver, host: string, family: number): Promise<Answer> => {
+        for (let tries = 1; ; tries++) {
+          try {
+            return await step(() => (family === 0 ? addresses4(host, about, lane) : addresses6(host, about, lane)), lane);
+          } catch (err) {
+            if (tries < TARGET_QUERY_TRIES && err instanceof LookupFailure && err.code === 'ETIMEOUT' && !failure) continue;
+            throw err;
+          }
+        }
+      };
+      await Promise.all(
+        lanes.map(async (lane) => {
+          while (!failure && next < queries.length) {
+            const { i, family } = queries[next++]!;
+            try {
+              found[i]![family] = await askUntilAnswered(lane, targets[i]!, family);
+            } catch (error) {
+              // The first failure is the one to report; the cancelled queries it causes are not.
+              failure ??= { error };
+              for (const other of lanes) if (other !== lane) other.cancel();
+            }
+          }
+        }),
+      );
+      if (failure) throw failure.error;
+      return found;
+    };
 
     if (record !== 'SRV') {
       const answers = await step(() => (record === 'A' ? addresses4(query) : addresses6(query)));
@@ -145,14 +204,7 @@ export const createDnsSource: SourceFactory<DnsSourceOptions> = (name, options, 
 
     const records = dedupeSrv(await step(() => ask('SRV', query, '', () => resolver.resolveSrv(query))));
     const targets = [...new Set(records.map((r) => r.target).filter((t) => isIP(t) === 0))];
-    const about = ` (a target of ${query})`;
-    // allSettled: every query is let to finish (or be cancelled), so that none is left running after the cycle.
-    const found = await step(async () => {
-      const settled = await Promise.all(targets.map((t) => Promise.allSettled([addresses4(t, about), addresses6(t, about)])));
-      // A partial answer must not shrink the roster: one failed address query fails the whole cycle.
-      for (const pair of settled) for (const result of pair) if (result.status === 'rejected') throw result.reason;
-      return settled.map((pair) => pair.map((result) => (result as PromiseFulfilledResult<Answer>).value));
-    });
+    const found = await addressesOfTargets(targets, ` (a target of ${query})`);
     const byTarget = new Map<string, { v4: string[]; v6: string[] }>();
     const answered: Answer = [];
     targets.forEach((target, i) => {
@@ -270,7 +322,7 @@ export const createDnsSource: SourceFactory<DnsSourceOptions> = (name, options, 
       running = false;
       clearTimeout(timer);
       timer = undefined;
-      for (const { resolver } of upstreams) resolver.cancel();
+      for (const { resolver, lanes } of upstreams) for (const r of [resolver, ...lanes]) r.cancel();
       await cycle;
       onSnapshot = onError = undefined;
     },
@@ -289,10 +341,14 @@ interface LookupResult {
   /** SRV targets with no address record. */
   unresolved: string[];
 }
-/** One server to ask: how messages name it, and a resolver that asks only it. */
+/** One server to ask: how messages name it, and resolvers that ask only it. */
 interface Upstream {
   label: string;
+  /** As `Resolver.setServers` takes it. */
+  server: string;
   resolver: Resolver;
+  /** For SRV targets' address queries, see `lanesOf`. */
+  lanes: Resolver[];
 }
 
 /** A query that failed for a reason other than "no such records". */

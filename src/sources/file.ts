@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import yaml from 'js-yaml';
@@ -6,6 +7,12 @@ import { SourceError } from '../errors.js';
 import type { Member, Source, SourceFactory } from './types.js';
 
 const TRAILING_READ_MS = 150;
+/**
+ * How often the file is looked at (one `stat`) besides the watcher. Watchers can go deaf: a symlink swapped
+ * after it dangled, a file → directory → file sequence under load, or a watched directory replaced as a
+ * whole. A different inode, size, mode or time then leads to a read within this interval.
+ */
+export const RECHECK_INTERVAL_MS = 1000;
 
 /** Resolved options of a `file` source. */
 export interface FileSourceOptions {
@@ -28,8 +35,11 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
   let again = false;
   let stopped = false;
   let trailing: NodeJS.Timeout | undefined;
+  let recheck: NodeJS.Timeout | undefined;
   /** The text of the last good read. */
   let lastText: string | undefined;
+  /** What `fileSignature` said just before the last read: the recheck reads again when it changes. */
+  let lastSignature: string | undefined;
   /** Resolves the wait for the watcher's first scan: `stop()` may come before it. */
   let endWait: (() => void) | undefined;
 
@@ -49,6 +59,7 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
           do {
             again = false;
             try {
+              lastSignature = await fileSignature(path);
               const text = await readMemberText(name, path);
               // Most events (other files in the directory, the trailing read) find the same text: nothing to say.
               if (text === lastText) continue;
@@ -82,6 +93,7 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
       watcher.on('all', (event, changed) => {
         if (event !== 'unlink' || changed !== path) return refresh();
         lastText = undefined;
+        lastSignature = MISSING;
         if (!stopped) onError(new SourceError(name, `${path} was removed; keeping the last members until it is back`, { retryable: false }));
       });
       watcher.on('error', (err) => onError(new SourceError(name, `watching ${path} failed: ${(err as Error).message}`, { cause: err })));
@@ -89,11 +101,19 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
         endWait = resolve;
         watcher!.once('ready', () => resolve());
       });
-      if (!stopped) read();
+      if (stopped) return;
+      read();
+      recheck = setInterval(() => {
+        if (reading) return;
+        void fileSignature(path).then((signature) => {
+          if (signature !== lastSignature && !stopped) read();
+        });
+      }, RECHECK_INTERVAL_MS);
     },
     async stop() {
       stopped = true;
       endWait?.();
+      clearInterval(recheck);
       clearTimeout(trailing);
       await watcher?.close();
       watcher = undefined;
@@ -113,14 +133,40 @@ export async function readMemberFile(sourceName: string, path: string): Promise<
   return parseMemberFile(sourceName, path, await readMemberText(sourceName, path));
 }
 
-/** Reads a member file's text; a missing or unreadable file is a non-retryable `SourceError`. */
+/**
+ * Reads a member file's text; a missing, unreadable or non-regular file is a non-retryable `SourceError`.
+ * Opened without blocking: a FIFO at the path would otherwise hang the read (and a thread of libuv's pool)
+ * until a writer comes, and with it every later read and the source's stop.
+ */
 async function readMemberText(sourceName: string, path: string): Promise<string> {
+  let handle: FileHandle | undefined;
   try {
-    return await readFile(path, 'utf8');
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      const kind = stats.isDirectory() ? 'a directory' : stats.isFIFO() ? 'a FIFO' : stats.isSocket() ? 'a socket' : 'a device';
+      throw new SourceError(sourceName, `member file ${path} is not a regular file (it is ${kind})`, { retryable: false });
+    }
+    return await handle.readFile('utf8');
   } catch (err) {
+    if (err instanceof SourceError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : `cannot be read (${code ?? (err as Error).message})`;
     throw new SourceError(sourceName, `member file ${path} ${reason}`, { cause: err, retryable: false });
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+const MISSING = 'missing';
+
+/** What identifies the file's state without reading it: inode, size, mode and times, or that it is missing. */
+async function fileSignature(path: string): Promise<string> {
+  try {
+    const s = await stat(path, { bigint: true });
+    return `${s.dev}:${s.ino}:${s.mode}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? MISSING : `error ${(err as NodeJS.ErrnoException).code}`;
   }
 }
 

@@ -16,9 +16,14 @@ export interface DroppedMember {
   reason: string;
 }
 
-// U+0000–U+001F and U+007F: anything that could start a new line or confuse a terminal or a config parser.
+/**
+ * C0 (U+0000–U+001F), DEL and C1 (U+007F–U+009F), and the line and paragraph separators U+2028 and U+2029:
+ * anything that could start a new line or confuse a terminal, a log viewer or a config parser.
+ */
 // oxlint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+export const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** The same, to replace every one of them (`String.replace` only: a global regex is stateful in `test`). */
+export const CONTROL_CHARACTERS = new RegExp(CONTROL.source, 'g');
 
 /**
  * Validates raw members from a source. Returns the valid ones, normalised (own `source`, tags copied,
@@ -41,7 +46,7 @@ export function sanitizeMembers(
   for (const member of valid) {
     const previous = members.at(-1);
     if (previous && previous.name === member.name) {
-      dropped.push({ member: JSON.stringify(member.name), reason: 'duplicate name (the first one is kept)' });
+      dropped.push({ member: printable(member.name), reason: 'duplicate name (the first one is kept)' });
       continue;
     }
     members.push(member);
@@ -101,25 +106,26 @@ function checkMember(value: unknown, source: string): Member | string {
   if (typeof m.name !== 'string' || m.name === '') return 'name must be a non-empty string';
   if (CONTROL.test(m.name)) return 'name contains a control character';
   if (typeof m.address !== 'string' || m.address === '') return 'address must be a non-empty string';
-  if (isIP(m.address) === 0 && !isHostName(m.address)) return `address ${JSON.stringify(m.address)} is neither an IP address nor a valid host name`;
+  const addressProblem = checkAddress(m.address);
+  if (addressProblem) return `address ${printable(m.address)} ${addressProblem}`;
   let port: number | undefined;
   if (m.port !== undefined && m.port !== null) {
     if (typeof m.port !== 'number' || !Number.isInteger(m.port) || m.port < 0 || m.port > 65535) {
-      return `port ${JSON.stringify(m.port)} is not an integer from 0 to 65535`;
+      return `port ${printable(m.port)} is not an integer from 0 to 65535`;
     }
     port = m.port;
   }
   const status = m.status ?? 'alive';
-  if (!MEMBER_STATUSES.includes(status as Member['status'])) return `status ${JSON.stringify(status)} is not one of ${MEMBER_STATUSES.join(', ')}`;
+  if (!MEMBER_STATUSES.includes(status as Member['status'])) return `status ${printable(status)} is not one of ${MEMBER_STATUSES.join(', ')}`;
   const tags: Record<string, string> = {};
   if (m.tags !== undefined && m.tags !== null) {
     if (typeof m.tags !== 'object' || Array.isArray(m.tags)) return 'tags must be an object of strings';
     // Sorted by key: Serf sends tags in a different order on each reply, and a template that prints them
     // (a loop over tags, `| json`) must still render byte-identical output for the same membership.
     for (const [key, tagValue] of Object.entries(m.tags).sort(([a], [b]) => compareText(a, b))) {
-      if (typeof tagValue !== 'string') return `tag ${JSON.stringify(key)} is not a string`;
-      if (CONTROL.test(key)) return `tag name ${JSON.stringify(key)} contains a control character`;
-      if (CONTROL.test(tagValue)) return `tag ${JSON.stringify(key)} contains a control character`;
+      if (typeof tagValue !== 'string') return `tag ${printable(key)} is not a string`;
+      if (CONTROL.test(key)) return `tag name ${printable(key)} contains a control character`;
+      if (CONTROL.test(tagValue)) return `tag ${printable(key)} contains a control character`;
       // defineProperty, not assignment: a tag named "__proto__" must stay a plain tag.
       Object.defineProperty(tags, key, { value: tagValue, enumerable: true, writable: true, configurable: true });
     }
@@ -129,10 +135,26 @@ function checkMember(value: unknown, source: string): Member | string {
   return member;
 }
 
+/** Why an address is refused, or undefined for an IP address or a host name. */
+function checkAddress(address: string): string | undefined {
+  // Node's isIP accepts any zone ID (`fe80::1%eth0`, even `::1%:8080`); HAProxy refuses them all, and a zone
+  // only means something on one machine.
+  if (isIP(address) !== 0) return address.includes('%') ? 'has an IPv6 zone ID, which config files cannot use' : undefined;
+  return isHostName(address) ? undefined : 'is neither an IP address nor a valid host name';
+}
+
+/**
+ * A value as JSON, with the control characters JSON leaves as they are (DEL, C1, U+2028, U+2029) escaped too:
+ * what a warning prints about a bad member cannot start a line of its own.
+ */
+function printable(value: unknown): string {
+  return String(JSON.stringify(value)).replace(CONTROL_CHARACTERS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function describe(value: unknown, index: number): string {
   const name = typeof value === 'object' && value !== null ? (value as Record<string, unknown>).name : undefined;
-  // JSON.stringify escapes control characters, so the warning itself cannot be used to inject log lines.
-  return typeof name === 'string' && name !== '' ? JSON.stringify(name) : `#${index + 1}`;
+  // Escaped, so that the warning itself cannot be used to inject log lines.
+  return typeof name === 'string' && name !== '' ? printable(name) : `#${index + 1}`;
 }
 
 function sameTags(a: Record<string, string>, b: Record<string, string>): boolean {

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -42,6 +42,8 @@ describe('rosterd run (daemon)', () => {
     await writeConfig({ wait: { min: '1500ms', max: '10s' }, reload: `echo reload >> ${at('reloads')}` });
     daemon = ws.startDaemon();
     await waitFor(async () => (await reloadCount()) === 1, 'the first render and reload');
+    // The command has written its line; the daemon logs the reload when the command has exited.
+    await daemon.waitForLog(/^reloaded/);
     const since = daemon.logs.length;
     for (const name of ['b', 'c', 'd', 'e', 'f']) await ws.writeMembers('a', name);
     await waitFor(async () => (await output()).includes('server f'), 'the burst rendered');
@@ -118,5 +120,46 @@ describe('rosterd run (daemon)', () => {
     expect(await daemon.stop('SIGINT', 5000)).toBe(130);
     expect(Date.now() - started).toBeLessThan(3000);
     await waitFor(() => isGone(grandchild), 'the reload command to be killed', { timeout: 5000 });
+  });
+
+  describe('signals while it starts (the config takes a second to load)', () => {
+    /** A config whose loading takes `ms` and leaves the file `loaded` behind when done. */
+    async function slowConfig(ms: number): Promise<void> {
+      const config = { sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ contents: 'x {{ members | size }}\n', destination: 'out.cfg' }] };
+      await writeFile(
+        at('renderer.config.mjs'),
+        `import { writeFileSync } from 'node:fs';\nexport default async () => {\n  await new Promise((resolve) => setTimeout(resolve, ${ms}));\n  writeFileSync(${JSON.stringify(at('loaded'))}, '');\n  return ${JSON.stringify(config)};\n};\n`,
+      );
+    }
+    const loaded = () => access(at('loaded')).then(() => true, () => false);
+    /** True once the process catches SIGHUP (bit 1 of SigCgt): from then on a SIGHUP cannot kill it. */
+    const catchesSighup = async (pid: number) => (BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]}`) & 1n) === 1n;
+
+    it('a SIGHUP before the config is loaded keeps it alive and means "load again once started"', async () => {
+      await ws.writeMembers('a');
+      await slowConfig(1500);
+      daemon = ws.startDaemon();
+      await waitFor(() => catchesSighup(daemon!.child.pid!), 'the SIGHUP handler', { interval: 5 });
+      daemon.child.kill('SIGHUP');
+      expect(await loaded()).toBe(false);
+      await daemon.waitForLog(/^started/);
+      await daemon.waitForLog(/^SIGHUP: reloading the config/);
+      await daemon.waitForLog(/^config reloaded/);
+      expect(await output()).toBe('x 1\n');
+      expect(daemon.child.exitCode).toBeNull();
+      expect(await daemon.stop('SIGTERM')).toBe(0);
+    });
+
+    it('a SIGTERM before the config is loaded ends the start cleanly, writing nothing', async () => {
+      await ws.writeMembers('a');
+      await slowConfig(1000);
+      daemon = ws.startDaemon();
+      await waitFor(() => catchesSighup(daemon!.child.pid!), 'the signal handlers', { interval: 5 });
+      daemon.child.kill('SIGTERM');
+      expect(await loaded()).toBe(false);
+      expect(await daemon.stop('SIGTERM')).toBe(0);
+      expect(daemon.logs.map((l) => l.msg)).toContain('stopping before the start');
+      expect(await output()).toBe('');
+    });
   });
 });

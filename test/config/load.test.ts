@@ -181,6 +181,16 @@ describe('loadConfig', () => {
     expect(error.message).toContain('renderer.config.ts');
   });
 
+  it('refuses a key named __proto__ with its path, alone or beside others, in JSON, YAML or an object', async () => {
+    const proto = '"__proto__" cannot be a name here (JavaScript objects reserve it); choose another';
+    await writeFile(join(dir, 'alone.json'), '{"sources":{"__proto__":{"type":"file","path":"m.json"}},"templates":[{"contents":"x","destination":"o"}]}');
+    expect((await configError('alone.json')).issues).toContainEqual({ path: 'sources.__proto__', message: proto });
+    await writeFile(join(dir, 'beside.yaml'), 'sources:\n  __proto__: { type: file, path: m.json }\n  web: { type: file, path: n.json }\ntemplates:\n  - { contents: x, destination: o }\n');
+    expect((await configError('beside.yaml')).issues).toEqual([{ path: 'sources.__proto__', message: proto }]);
+    const tagFilter = JSON.parse('{"sources":{"s":{"type":"serf","tags":{"__proto__":"web"}}},"templates":[{"contents":"x","destination":"o"}]}');
+    expect((await configError(tagFilter)).issues).toEqual([{ path: 'sources.s.tags.__proto__', message: proto }]);
+  });
+
   it('accepts a function from defineConfig', async () => {
     const config = await loadConfig(defineConfig(async () => minimal), { baseDir: dir });
     expect(config.templates).toHaveLength(1);

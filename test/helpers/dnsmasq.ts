@@ -37,6 +37,10 @@ export interface DnsmasqOptions {
   hostsFiles?: Record<string, string>;
   /** `--local-ttl`: the TTL of local records, in seconds. dnsmasq's default is 0. */
   localTtl?: number;
+  /** `--server=/domain/ip#port`: names under `domain` are asked of another server (answers are forwarded). */
+  forward?: { domain: string; server: string }[];
+  /** `--cache-size`: 0 keeps forwarded answers out of the cache, and so out of other answers' additional section. */
+  cacheSize?: number;
   /** Milliseconds to wait for the first answer. @default 5000 */
   readyTimeout?: number;
 }
@@ -103,6 +107,8 @@ export async function startDnsmasq(options: DnsmasqOptions = {}): Promise<Dnsmas
   if (options.localTtl !== undefined) args.push(`--local-ttl=${options.localTtl}`);
   for (const record of options.hostRecords ?? []) args.push(`--host-record=${[record.name, ...record.addresses].join(',')}`);
   for (const r of options.srvRecords ?? []) args.push(`--srv-host=${r.name},${r.target},${r.port},${r.priority ?? 0},${r.weight ?? 0}`);
+  for (const { domain, server: to } of options.forward ?? []) args.push(`--server=/${domain}/${to.replace(':', '#')}`);
+  if (options.cacheSize !== undefined) args.push(`--cache-size=${options.cacheSize}`);
 
   let output = '';
   let child: ChildProcess | undefined;

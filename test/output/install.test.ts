@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RosterdError } from '../../src/errors.js';
-import { prepareCandidate, readCurrent, restore, type InstallOptions } from '../../src/output/install.js';
+import { prepareCandidate, readCurrent, removeStaleTemporaries, restore, type InstallOptions } from '../../src/output/install.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** Lets a test make `rename` fail for chosen paths, to reach failure paths that root cannot otherwise hit. */
@@ -428,5 +428,32 @@ describe('restore', () => {
     expect(await readdir(dir.path)).toEqual([]);
     await restore(destination, undefined);
     expect(await readdir(dir.path)).toEqual([]);
+  });
+});
+
+describe('removeStaleTemporaries', () => {
+  it('removes only regular files named exactly as ours for this destination, once they are old enough', async () => {
+    const out = join(dir.path, 'out.cfg');
+    await writeFile(out, 'current\n');
+    const ours = ['.out.cfg.rosterd-0123abcd', '.out.cfg.rosterd-ffffffff'];
+    const notOurs = ['.out.cfg.rosterd-0123abcd.keep', '.out.cfg.rosterd-0123ABCD', '.out.cfg.rosterd-0123abc', 'out.cfg.rosterd-0123abcd', '.other.cfg.rosterd-0123abcd', '.out.cfg.bak'];
+    for (const name of [...ours, ...notOurs]) await writeFile(join(dir.path, name), 'x');
+    await mkdir(join(dir.path, '.out.cfg.rosterd-dddddddd'));
+    await symlink(out, join(dir.path, '.out.cfg.rosterd-eeeeeeee'));
+    expect(await removeStaleTemporaries(out, 60_000)).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await removeStaleTemporaries(out, 10)).sort()).toEqual(ours.map((name) => join(dir.path, name)));
+    expect((await readdir(dir.path)).sort()).toEqual([...notOurs, '.out.cfg.rosterd-dddddddd', '.out.cfg.rosterd-eeeeeeee', 'out.cfg'].sort());
+    expect(await readFile(out, 'utf8')).toBe('current\n');
+  });
+
+  it('looks next to the file a symlinked destination points to, and tolerates a missing directory', async () => {
+    await mkdir(join(dir.path, 'real'));
+    await writeFile(join(dir.path, 'real', 'target.cfg'), 'x');
+    await symlink(join(dir.path, 'real', 'target.cfg'), join(dir.path, 'link.cfg'));
+    await writeFile(join(dir.path, 'real', '.target.cfg.rosterd-00000000'), 'left over');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await removeStaleTemporaries(join(dir.path, 'link.cfg'), 10)).toEqual([join(dir.path, 'real', '.target.cfg.rosterd-00000000')]);
+    expect(await removeStaleTemporaries(join(dir.path, 'nowhere', 'out.cfg'), 10)).toEqual([]);
   });
 });

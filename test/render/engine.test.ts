@@ -108,6 +108,14 @@ describe('render engine', () => {
     expect(error.message).toContain('undefined variable: env.SECRET');
   });
 
+  it('builds the context of 200,000 members, whichever source they come from', () => {
+    const many = (source: string, count: number) => Array.from({ length: count }, (_, i) => m(`${source}-${i}`, { source }));
+    const context = buildContext(new Map([['a', many('a', 150_000)], ['b', many('b', 50_000)]]), ['a', 'b'], []);
+    expect(context.members).toHaveLength(200_000);
+    expect(context.sources.a).toHaveLength(150_000);
+    expect(context.members.at(-1)!.name).toBe('b-9999');
+  });
+
   it('exposes each source separately', async () => {
     const context = buildContext(new Map([['a', [m('x')]], ['b', [m('y', { source: 'b' })]]]), ['a', 'b'], []);
     expect(await renderTemplate(compile('{{ sources.a | size }}{{ sources.b[0].name }}{{ members | size }}'), context)).toBe('1y2');
@@ -122,6 +130,12 @@ describe('partials', () => {
       await writeFile(join(dir.path, 'broken.liquid'), 'ok\nline {{ nope }}\n');
       const main = compileTemplate({ name: 't', text: '{% for m in members %}{% render "server.liquid", m: m %}{% endfor %}', file: join(dir.path, 'main.liquid'), strict: true });
       expect(await renderTemplate(main, { members: [m('a'), m('b')] })).toBe('server a\nserver b\n');
+      // slug gives out names for the whole render, partials included: a look-alike name gets a longer hash.
+      await writeFile(join(dir.path, 'slug.liquid'), '{{ m.name | slug }}\n');
+      const slugs = compileTemplate({ name: 't', text: '{{ members[0].name | slug }}\n{% render "slug.liquid", m: members[1] %}', file: join(dir.path, 'main.liquid'), strict: true });
+      const lines = (await renderTemplate(slugs, { members: [m('web 2'), m('web_2-88f3e9')] })).split('\n');
+      expect(lines[0]).toBe('web_2-88f3e9');
+      expect(lines[1]).toMatch(/^web_2-88f3e9-[0-9a-f]{6}$/);
       const bad = compileTemplate({ name: 't', text: 'x\n{% render "broken.liquid" %}', file: join(dir.path, 'main.liquid'), strict: true });
       const error = await renderTemplate(bad, {}).then(
         () => undefined,

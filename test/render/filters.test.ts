@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { groupByTag, quote, slug, sortBy, status, tagged } from '../../src/render/filters.js';
+import { groupByTag, quote, slug, SlugScope, sortBy, status, tagged } from '../../src/render/filters.js';
 import type { Member } from '../../src/sources/types.js';
 
 const member = (name: string, tags: Record<string, string> = {}, extra: Partial<Member> = {}): Member => ({
@@ -46,14 +46,56 @@ describe('filters', () => {
 
   it('slug keeps safe names and makes others safe and distinct', () => {
     expect(slug('web-1.a:b_c')).toBe('web-1.a:b_c');
-    const names = ['web 1', 'web/1', 'web"2', 'web&3', 'web/4', 'web;5', ''].map(slug);
+    const names = ['web 1', 'web/1', 'web"2', 'web&3', 'web/4', 'web;5', ''].map((name) => slug(name));
     for (const name of names) expect(name).toMatch(/^[A-Za-z0-9_.:-]+$/);
     expect(new Set(names).size).toBe(names.length);
     expect(slug('web 1')).toMatch(/^web_1-[0-9a-f]{6}$/);
     expect(slug('web 1')).toBe(slug('web 1'));
   });
 
+  it('slug in a scope never gives two values the same identifier, whichever comes first', () => {
+    expect(slug('web 2')).toBe('web_2-88f3e9');
+    for (const order of [['web 2', 'web_2-88f3e9'], ['web_2-88f3e9', 'web 2']]) {
+      const scope = new SlugScope();
+      const [first, second] = order.map((name) => slug(name, scope));
+      expect(first).toBe(slug(order[0]));
+      expect(second).not.toBe(first);
+      expect(second).toMatch(/^web_2-88f3e9-?[0-9a-f]{6}$/);
+      // The same value keeps its identifier for the rest of the render.
+      expect(slug(order[1], scope)).toBe(second);
+    }
+  });
+
+  it('slug in a scope survives names chosen so that six digits of their hashes agree', () => {
+    const pair = hashCollision();
+    expect(slug(pair[0])).toBe(slug(pair[1]));
+    const scope = new SlugScope();
+    const [a, b] = pair.map((name) => slug(name, scope));
+    expect(a).toBe(slug(pair[0]));
+    expect(b).not.toBe(a);
+    expect(b).toMatch(/^x______-[0-9a-f]{12}$/);
+  });
+
   it('quote escapes backslashes, quotes and dollars (HAProxy expands ${VAR} in double quotes)', () => {
     expect(quote('a "b" \\c ${HOME}')).toBe('"a \\"b\\" \\\\c \\${HOME}"');
   });
+
+  it('quote keeps any value on one line: control characters become HAProxy \\xHH escapes of their UTF-8 bytes', () => {
+    expect(quote('a\nb\u2028c\u0085d\u007f\u0000')).toBe('"a\\x0ab\\xe2\\x80\\xa8c\\xc2\\x85d\\x7f\\x00"');
+    expect(quote('é ✓')).toBe('"é ✓"');
+  });
 });
+
+/** Two names with the same safe form whose slugs agree, found by trying names of six replaced characters. */
+function hashCollision(): [string, string] {
+  const unsafe = ' !#$%&()*';
+  const seen = new Map<string, string>();
+  for (let i = 0; ; i++) {
+    let name = 'x';
+    for (let n = i, k = 0; k < 6; k++, n = Math.floor(n / unsafe.length)) name += unsafe[n % unsafe.length];
+    const id = slug(name);
+    const other = seen.get(id);
+    if (other !== undefined) return [other, name];
+    seen.set(id, name);
+  }
+}

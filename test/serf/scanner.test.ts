@@ -151,4 +151,20 @@ describe('MsgpackScanner', () => {
     const small = new MsgpackScanner({ maxValueBytes: 100 });
     expect(() => small.push(Buffer.concat([hex('dc 00c8'), Buffer.alloc(150, 1)]))).toThrow(/larger than 100 bytes/);
   });
+
+  it('refuses a value as soon as its walked bytes cross maxValueBytes, whatever each head announced', () => {
+    const small = new MsgpackScanner({ maxValueBytes: 100 });
+    // 100 strings of 50 bytes: each head is within the limit, the value is not.
+    const item = Buffer.concat([hex('d9 32'), Buffer.alloc(50, 0x61)]);
+    const chunk = Buffer.concat([hex('dc 0064'), ...Array.from({ length: 100 }, () => item)]);
+    expect(() => small.push(chunk)).toThrow(/^value larger than 100 bytes at stream offset 0$/);
+  });
+
+  it('refuses containers nested deeper than maxDepth at the first level too many, whatever follows', () => {
+    const bomb = Buffer.alloc(8 << 20, 0x91); // [[[[…]]]]: 8 MiB of one-element arrays
+    expect(() => new MsgpackScanner().push(bomb)).toThrow(/^value nested deeper than 32 levels at stream offset 32$/);
+    const shallow = new MsgpackScanner({ maxDepth: 3 });
+    expect(shallow.push(hex('91 91 91 c0'))).toEqual([hex('91 91 91 c0')]);
+    expect(() => shallow.push(hex('91 91 91 91 c0'))).toThrow(/nested deeper than 3 levels at stream offset 7/);
+  });
 });

@@ -62,6 +62,44 @@ async function silentServer(): Promise<{ server: string; received: () => number;
   };
 }
 
+/**
+ * A UDP DNS proxy for a fault real servers do not produce on demand: it loses the first query of each name
+ * in `lose` (as a full socket buffer or a busy forwarder does) and relays everything else to `upstream`.
+ */
+async function lossyProxy(upstream: Dnsmasq, lose: ReadonlySet<string>): Promise<{ server: string; lost: () => number; close: () => Promise<void> }> {
+  const front = createSocket('udp4');
+  const back = createSocket('udp4');
+  const clients = new Map<number, { port: number; address: string }>();
+  const seen = new Set<string>();
+  let lost = 0;
+  front.on('message', (query, client) => {
+    const labels: string[] = [];
+    for (let at = 12; query[at]! > 0; at += query[at]! + 1) labels.push(query.toString('latin1', at + 1, at + 1 + query[at]!));
+    const question = `${labels.join('.')}/${query.readUInt16BE(12 + labels.join('.').length + 2)}`;
+    if (lose.has(labels.join('.')) && !seen.has(question)) {
+      seen.add(question);
+      lost++;
+      return;
+    }
+    clients.set(query.readUInt16BE(0), client);
+    back.send(query, upstream.port, '127.0.0.1');
+  });
+  back.on('message', (answer) => {
+    const client = clients.get(answer.readUInt16BE(0));
+    if (client) front.send(answer, client.port, client.address);
+  });
+  await new Promise<void>((resolve) => front.bind(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => back.bind(0, '127.0.0.1', resolve));
+  return {
+    server: `127.0.0.1:${front.address().port}`,
+    lost: () => lost,
+    close: async () => {
+      await new Promise<void>((resolve) => front.close(() => resolve()));
+      await new Promise<void>((resolve) => back.close(() => resolve()));
+    },
+  };
+}
+
 const started: Source[] = [];
 afterEach(async () => {
   await Promise.all(started.splice(0).map((s) => s.stop()));
@@ -79,6 +117,56 @@ async function run(options: Partial<DnsSourceOptions> & Pick<DnsSourceOptions, '
   );
   return { source, snapshots, errors };
 }
+
+describe('dns source with 1,000 SRV targets', () => {
+  const COUNT = 1000;
+  const NAME = '_http._tcp.many.service.test';
+  const target = (i: number) => `node-${i}.hosts.test`;
+  let dns: Dnsmasq;
+  let addresses: Dnsmasq;
+  beforeAll(async () => {
+    // The targets' addresses come from a second dnsmasq, through the first one: that is how a resolver in
+    // front of a service registry answers, and forwarding is where too many queries at once get lost
+    // (dnsmasq forwards at most 150 at a time). Without a cache, forwarded answers also stay out of the
+    // SRV answer's additional section, which would not fit in one message for 1,000 targets.
+    const hosts = Array.from({ length: COUNT }, (_, i) => `10.7.${i >> 8}.${i & 255} ${target(i)}`).join('\n');
+    addresses = await startDnsmasq({ hostsFiles: { many: `${hosts}\n` } });
+    const srvRecords = Array.from({ length: COUNT }, (_, i) => ({ name: NAME, target: target(i), port: 8000 + (i % 100) }));
+    dns = await startDnsmasq({ srvRecords, forward: [{ domain: 'hosts.test', server: addresses.server }], cacheSize: 0 });
+  });
+  afterAll(async () => {
+    await dns?.cleanup();
+    await addresses?.cleanup();
+  });
+
+  it('gives a complete snapshot of every target, poll after poll', async () => {
+    const { snapshots, errors } = await run({ name: NAME, servers: [dns.server], interval: 300, timeout: 1000 });
+    await waitFor(() => snapshots.length >= 3, 'three complete polls', { timeout: 20_000 });
+    expect(errors).toEqual([]);
+    for (const members of snapshots) expect(members).toHaveLength(COUNT);
+    expect(snapshots[0]!.find((m) => m.name === `${target(999)}:8099`)).toMatchObject({ address: '10.7.3.231', port: 8099 });
+  });
+
+  it('asks a lost answer again instead of failing the poll', async () => {
+    // A few targets, so that the SRV answer fits in UDP: the proxy speaks UDP only.
+    const few = Array.from({ length: 5 }, (_, i) => target(i));
+    const small = await startDnsmasq({
+      srvRecords: few.map((t, i) => ({ name: NAME, target: t, port: 8000 + i })),
+      hostRecords: few.map((t, i) => ({ name: t, addresses: [`10.7.0.${i}`] })),
+    });
+    const proxy = await lossyProxy(small, new Set([target(1), target(3)]));
+    try {
+      const { snapshots, errors } = await run({ name: NAME, servers: [proxy.server], interval: 300, timeout: 300 });
+      await waitFor(() => snapshots.length >= 1, 'a complete poll', { timeout: 10_000 });
+      expect(errors.map((e) => e.message)).toEqual([]);
+      expect(proxy.lost()).toBe(4);
+      expect(snapshots[0]!.map((m) => m.address)).toEqual(['10.7.0.0', '10.7.0.1', '10.7.0.2', '10.7.0.3', '10.7.0.4']);
+    } finally {
+      await proxy.close();
+      await small.cleanup();
+    }
+  });
+});
 
 describe('dns source against dnsmasq', () => {
   let dns: Dnsmasq;

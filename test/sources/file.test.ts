@@ -163,6 +163,30 @@ describe('file source, edge cases', () => {
     await waitFor(() => snapshots.at(-1)?.[0]?.name === 'b', 'the swapped content');
   });
 
+  it('sees a symlink swapped to a good file after it dangled, and a file → directory → file sequence', async () => {
+    const path = join(dir, 'm.json');
+    await writeFile(join(dir, 'v1.json'), '[{"name":"a","address":"10.0.0.1"}]');
+    await writeFile(join(dir, 'v2.json'), '[{"name":"b","address":"10.0.0.2"}]');
+    await symlink('v1.json', path);
+    const { snapshots, errors, started } = start(path);
+    await started;
+    await waitFor(() => snapshots.length === 1, 'the first snapshot');
+    const swapLink = async (target: string) => {
+      await symlink(target, join(dir, 'link.tmp'));
+      await rename(join(dir, 'link.tmp'), path);
+    };
+    await swapLink('missing.json');
+    await waitFor(() => errors.length > 0, 'the dangling link reported');
+    await swapLink('v2.json');
+    await waitFor(() => snapshots.at(-1)?.[0]?.name === 'b', 'the file behind the swapped link');
+    await rm(path);
+    await mkdir(path);
+    await waitFor(() => errors.some((e) => e.message.includes('is not a regular file (it is a directory)')), 'the directory reported');
+    await rm(path, { recursive: true });
+    await replace(path, '[{"name":"c","address":"10.0.0.3"}]');
+    await waitFor(() => snapshots.at(-1)?.[0]?.name === 'c', 'the file after the directory');
+  });
+
   it('a stop before the watcher is ready ends start() too', async () => {
     const path = join(dir, 'm.json');
     await writeFile(path, '[]');

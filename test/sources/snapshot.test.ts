@@ -15,10 +15,21 @@ describe('sanitizeMembers (untrusted member data)', () => {
     ['a carriage return in a tag value', ok('b', { tags: { role: 'web\r' } }), 'tag "role" contains a control character'],
     ['a control character in a tag name', ok('c', { tags: { 'ro\u0000le': 'x' } }), 'contains a control character'],
     ['DEL in the name', ok('d\u007f'), 'name contains a control character'],
+    ['a C1 control (NEL) in the name', ok('d\u0085x'), 'name contains a control character'],
+    ['a line separator (U+2028) in the name', ok('d\u2028x'), 'name contains a control character'],
+    ['a paragraph separator (U+2029) in a tag value', ok('d2', { tags: { role: 'a\u2029b' } }), 'tag "role" contains a control character'],
     ['an empty address', ok('e', { address: '' }), 'address must be a non-empty string'],
     ['a missing address', { name: 'f' }, 'address must be a non-empty string'],
     ['an address that is no host', ok('g', { address: 'a b;c' }), 'neither an IP address nor a valid host name'],
     ['an address with a newline', ok('g2', { address: 'host\nbind :80' }), 'neither an IP address nor a valid host name'],
+    ['a dotted name that resolvers read as 10.0.0.0', ok('n1', { address: '10.0.0' }), 'neither an IP address nor a valid host name'],
+    ['a number that resolvers read as 127.0.0.1', ok('n2', { address: '2130706433' }), 'neither an IP address nor a valid host name'],
+    ['hex and octal IPv4 shorthands', ok('n3', { address: '0x7f.1' }), 'neither an IP address nor a valid host name'],
+    ['an IPv4 address with one label too many', ok('n4', { address: '10.0.0.1.5' }), 'neither an IP address nor a valid host name'],
+    ['an IPv4 address with a leading zero', ok('n5', { address: '010.0.0.1' }), 'neither an IP address nor a valid host name'],
+    ['an IPv6 zone ID that is a port', ok('z1', { address: '::1%:8080' }), 'has an IPv6 zone ID'],
+    ['an IPv6 zone ID that is no interface', ok('z2', { address: 'fe80::1%-rf' }), 'has an IPv6 zone ID'],
+    ['an IPv6 zone ID naming an interface', ok('z3', { address: 'fe80::1%lo' }), 'has an IPv6 zone ID'],
     ['a port out of range', ok('h', { port: 70000 }), 'port 70000 is not an integer from 0 to 65535'],
     ['a port that is text', ok('i', { port: 'http' }), 'port "http" is not an integer'],
     ['a tag that is not a string', ok('j', { tags: { weight: 5 } }), 'tag "weight" is not a string'],
@@ -35,11 +46,16 @@ describe('sanitizeMembers (untrusted member data)', () => {
   it('names a dropped member safely (escaped, or by position)', () => {
     const { dropped } = sanitizeMembers([ok('evil\nline', { address: '' }), { address: '1.2.3.4' }], 's');
     expect(dropped.map((d) => d.member)).toEqual(['"evil\\nline"', '#2']);
+    const separators = sanitizeMembers([ok('evil\u2028line\u0085'), ok('x', { address: 'a\u2029b' })], 's').dropped;
+    expect(separators.map((d) => d.member)).toEqual(['"evil\\u2028line\\u0085"', '"x"']);
+    expect(separators[1]!.reason).toBe('address "a\\u2029b" is neither an IP address nor a valid host name');
   });
 
-  it('accepts IPv4, IPv6 and host names', () => {
-    const { members } = sanitizeMembers([ok('a', { address: '::1' }), ok('b', { address: 'web-1.example.com.' }), ok('c', { address: '192.168.0.1' })], 's');
-    expect(members).toHaveLength(3);
+  it('accepts IPv4, IPv6 and host names, digits included where a host name may have them', () => {
+    const addresses = ['::1', 'web-1.example.com.', '192.168.0.1', '::ffff:10.0.0.1', '10-0-0-1.example.com', '1e100.net', '0xdead.example', 'web2', '123abc'];
+    const { members, dropped } = sanitizeMembers(addresses.map((address, i) => ok(`m${i}`, { address })), 's');
+    expect(dropped).toEqual([]);
+    expect(members).toHaveLength(addresses.length);
   });
 
   it('sorts by name, address and port and keeps the first of duplicate names', () => {

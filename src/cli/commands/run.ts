@@ -8,6 +8,7 @@ import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
 import { parseListen } from '../../ops/http.js';
 import { VERSION } from '../../version.js';
+import { DAEMON_SIGNALS, takeEarlySignals } from '../early-signals.js';
 
 /**
  * `rosterd run` (the default command): the daemon. Renders on every change until SIGTERM/SIGINT;
@@ -20,22 +21,70 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
     .option('--listen <address>', 'serve /health, /ready and /metrics on this host:port (overrides http.listen)')
     .action(async (options: { listen?: string }, command: Command) => {
       const ctx = commandContext(command, io);
-      const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
-      const listen = options.listen ?? config.http?.listen;
-      if (listen !== undefined) {
-        try {
-          parseListen(listen);
-        } catch (err) {
-          throw usageError(`--listen: ${(err as Error).message}`);
+      // Signals first: one that arrives while the config loads must neither kill the process nor be lost.
+      const signals = new SignalInbox(io.handleSignals !== false);
+      try {
+        const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+        const listen = options.listen ?? config.http?.listen;
+        if (listen !== undefined) {
+          try {
+            parseListen(listen);
+          } catch (err) {
+            throw usageError(`--listen: ${(err as Error).message}`);
+          }
         }
+        if (signals.stopRequested) {
+          ctx.logger.info({ signal: signals.stopRequested }, 'stopping before the start');
+          setExit(ExitCode.OK);
+          return;
+        }
+        const renderer = new Renderer(config, { logger: ctx.logger });
+        setExit(await daemon(renderer, ctx, listen, signals));
+      } finally {
+        signals.close();
       }
-      const renderer = new Renderer(config, { logger: ctx.logger });
-      setExit(await daemon(renderer, ctx, listen));
     });
 }
 
+/**
+ * The daemon's signals from the first moment of `run` (and, through early-signals.ts, of the process). Until
+ * the daemon takes them, a SIGTERM or SIGINT is remembered (the start is called off) and any number of
+ * SIGHUPs become one config reload once started.
+ */
+class SignalInbox {
+  stopRequested: NodeJS.Signals | undefined;
+  reloadRequested = false;
+  #handlers: { stop(signal: NodeJS.Signals): void; reload(): void } | undefined;
+  readonly #listeners = DAEMON_SIGNALS.map((signal) => [signal, () => this.#receive(signal)] as const);
+  readonly #installed: boolean;
+
+  constructor(install: boolean) {
+    this.#installed = install;
+    if (!install) return;
+    for (const [signal, listener] of this.#listeners) process.on(signal, listener);
+    for (const signal of takeEarlySignals()) this.#receive(signal);
+  }
+
+  /** From now on, signals go to these handlers. */
+  deliverTo(handlers: { stop(signal: NodeJS.Signals): void; reload(): void }): void {
+    this.#handlers = handlers;
+  }
+
+  close(): void {
+    if (this.#installed) for (const [signal, listener] of this.#listeners) process.off(signal, listener);
+  }
+
+  #receive(signal: NodeJS.Signals): void {
+    if (this.#handlers) {
+      if (signal === 'SIGHUP') this.#handlers.reload();
+      else this.#handlers.stop(signal);
+    } else if (signal === 'SIGHUP') this.reloadRequested = true;
+    else this.stopRequested ??= signal;
+  }
+}
+
 /** Runs the renderer (and the status endpoint, if asked) until a stop signal; resolves with the exit code. */
-async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | undefined): Promise<number> {
+async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | undefined, signals: SignalInbox): Promise<number> {
   const { logger } = ctx;
   const configFile = renderer.currentConfig.file ?? ctx.options.config;
   let stopping: Promise<void> | undefined;
@@ -86,21 +135,17 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
     });
   };
 
-  const handlers: [NodeJS.Signals, () => void][] = [
-    ['SIGTERM', () => stop('SIGTERM')],
-    ['SIGINT', () => stop('SIGINT')],
-    ['SIGHUP', reload],
-  ];
-  if (ctx.io.handleSignals !== false) for (const [signal, handler] of handlers) process.on(signal, handler);
+  signals.deliverTo({ stop, reload });
   let status: { close(): Promise<void> } | undefined;
   try {
     // The endpoint comes up first, so that /ready tells the truth while the first renders are under way.
     if (listen !== undefined) status = await serveStatus(renderer, listen, logger);
     await renderer.start();
     logger.info({ templates: renderer.currentConfig.templates.map((t) => t.name), pid: process.pid }, 'started');
+    // A SIGHUP during the start: the config may have changed after it was read.
+    if (signals.reloadRequested) reload();
     return await done;
   } finally {
-    for (const [signal, handler] of handlers) process.off(signal, handler);
     await status?.close();
   }
 }
