@@ -273,6 +273,8 @@ describe('rosterd run under faults', () => {
       await writeMembers([{ name: 'a', address: '10.0.0.1' }]);
       await start();
       await waitFor(async () => (await output()) === 'server a 10.0.0.1\n', 'the first render');
+      // The file can be on disk before its log line is read: the mark must come after that line.
+      await daemon!.waitForLog(/^wrote/);
       const config = JSON.parse(await readFile(at('renderer.config.json'), 'utf8')) as { templates: Record<string, unknown>[] };
       config.templates[0]!.contents = contents;
       await writeFile(at('renderer.config.json'), JSON.stringify(config));
