@@ -21,10 +21,8 @@ export default {
       rpcAddr: process.env.LAB_SERF_RPC ?? '127.0.0.1:7373',
       // Only web nodes: the load balancer's own agent (role=lb) is a member too.
       tags: { role: 'web' },
-      // A member event triggers a fresh `members` read this long after it; a burst costs one read.
-      resyncDelay: '100ms',
-      // The event stream can drop records under load: re-read the member list now and then anyway.
-      refreshInterval: '30s',
+      // The defaults: the member list is read 20 ms after the agent logs a membership change (a join shows
+      // within milliseconds), on every member event, and polled every second (less often on a big cluster).
     },
   },
   templates: [
@@ -34,8 +32,8 @@ export default {
       destination: `${dir}/haproxy.cfg`,
       // The only environment variables the template can read: ports and paths are the operator's choice.
       env: ['LAB_DIR', 'LAB_LISTEN', 'LAB_HTTP_PORT', 'LAB_STATS_PORT'],
-      // No `wait`: Serf already coalesces member events (about a second), and rosterd never runs two renders
-      // of a template at once, so reloads stay rare without delaying each change further.
+      // No `wait`: every change is applied at once, and rosterd never runs two renders of a template at once,
+      // so the changes that come during one are applied together right after it.
       // HAProxy validates the candidate file before it replaces haproxy.cfg; a refused file is never installed.
       // Without -q: in HAProxy 2.6, -q also hides the ALERT lines that say what is wrong and where.
       check: ['haproxy', '-c', '-f', '{{candidate}}'],
