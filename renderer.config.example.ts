@@ -75,7 +75,12 @@ export default defineConfig({
       // on the master CLI that a new worker took over:
       // (method 'signal' sends SIGUSR2 to the master instead; its pid comes from pidFile, else from `show proc`).
       // bindGuard refuses a candidate that adds a bind on an address in use: such a reload freezes the listeners.
-      reload: { haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'cli', bindGuard: true } },
+      // runtime: changes to server lines of existing backends go through the runtime API (no reload); the rest reloads.
+      // drainTimeout: runtime mode, how long a removed server's sessions may take before it reloads instead.
+      // stateFile: `show servers state` is written there before each reload (HAProxy's server-state-file).
+      reload: {
+        haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'cli', bindGuard: true, runtime: false, drainTimeout: '10s', stateFile: '/run/haproxy-state' },
+      },
       // reload: { haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'signal', pidFile: '/run/haproxy.pid' } },
       // reload: ['systemctl', 'reload', 'nginx'],
 

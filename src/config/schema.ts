@@ -165,6 +165,12 @@ const haproxyReload = z
         pidFile: z.string().min(1).optional(),
         /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
         bindGuard: z.boolean().default(true),
+        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. */
+        runtime: z.boolean().default(false),
+        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. */
+        drainTimeout: positiveDuration.default(10_000),
+        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). */
+        stateFile: z.string().min(1).optional(),
       })
       .strict(),
   })

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { createReloader, logFailedOutput, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
+import { createReloader, logFailedOutput, type FileChange, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
@@ -58,6 +58,8 @@ interface ReloadItem {
   t: TemplateRuntime;
   /** What to put back when the reload fails; undefined when nothing may be restored (a retried reload). */
   restore: { previous: CurrentFile | undefined } | undefined;
+  /** What the batch installed; undefined for a retried reload. */
+  change: FileChange | undefined;
 }
 
 /**
@@ -382,9 +384,9 @@ export class Renderer extends EventEmitter<RendererEvents> {
       // An unchanged file whose last reload failed is reloaded again: the file may not be what runs.
       const item: ReloadItem | undefined =
         outcome.status === 'installed'
-          ? { t, restore: { previous: outcome.previous } }
+          ? { t, restore: { previous: outcome.previous }, change: { path: t.config.destination, before: outcome.previous?.bytes, after: outcome.content } }
           : outcome.status === 'unchanged' && t.memory.reloadPending
-            ? { t, restore: undefined }
+            ? { t, restore: undefined, change: undefined }
             : undefined;
       if (!item) continue;
       const group = reloads.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
@@ -457,7 +459,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const group = items[0]!.t.reloadGroupNames;
     const log = this.logger.child({ template: names.join(','), command: 'reload' });
     const previousLock = this.reloadLocks.get(reloader.key) ?? Promise.resolve();
-    const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line)));
+    const changes = items.every((item) => item.change) ? items.map((item) => item.change!) : undefined;
+    const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line), changes));
     const lock = run.catch(() => undefined);
     this.reloadLocks.set(reloader.key, lock);
     let outcome: ReloadOutcome;
@@ -468,12 +471,23 @@ export class Renderer extends EventEmitter<RendererEvents> {
     } finally {
       if (this.reloadLocks.get(reloader.key) === lock) this.reloadLocks.delete(reloader.key);
     }
+    if (outcome.warning) log.warn(outcome.warning);
+    const path = outcome.path ?? 'reload';
     if (outcome.ok) {
       for (const { t } of items) t.memory.reloadPending = false;
-      log.info({ durationMs: outcome.durationMs }, `reloaded: ${reloader.description}`);
-      this.emit('reloaded', { templates: names, group, command: reloader.description, durationMs: outcome.durationMs });
+      if (path === 'runtime') {
+        const applied = outcome.applied ?? [];
+        log.info({ durationMs: outcome.durationMs, path, changes: applied.length }, `applied without a reload, through the HAProxy runtime API: ${applied.join(', ') || 'no server change'}`);
+      } else {
+        const why = outcome.fallback === undefined ? '' : ` (not through the runtime API: ${outcome.fallback})`;
+        log.info({ durationMs: outcome.durationMs, path }, `reloaded: ${reloader.description}${why}`);
+      }
+      const event: RendererEvents['reloaded'][0] = { templates: names, group, command: reloader.description, durationMs: outcome.durationMs, path };
+      if (outcome.fallback !== undefined) event.fallback = outcome.fallback;
+      this.emit('reloaded', event);
       return undefined;
     }
+    if (outcome.fallback !== undefined) log.warn({ path }, `not applied through the runtime API: ${outcome.fallback}`);
     logFailedOutput(log, outcome.output);
     // A reload that was triggered but not confirmed may still take effect: the file must match what runs.
     const keep = outcome.keepNewFile === true;
