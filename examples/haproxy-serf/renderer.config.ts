@@ -37,11 +37,17 @@ export default {
       // HAProxy validates the candidate file before it replaces haproxy.cfg; a refused file is never installed.
       // Without -q: in HAProxy 2.6, -q also hides the ALERT lines that say what is wrong and where.
       check: ['haproxy', '-c', '-f', '{{candidate}}'],
-      // The built-in reloader: `reload` on the master CLI, confirmed through `show proc` (a new worker and no
-      // failed reload); on failure the previous haproxy.cfg is put back. The bind guard refuses a candidate
-      // that adds a `bind` on an address another process holds, which would make HAProxy pause its listeners
-      // for ~2 s before failing.
-      reload: { haproxy: { masterSocket: `${dir}/master.sock`, method: 'cli', bindGuard: true } },
+      // The built-in HAProxy reloader, in runtime mode: when only server lines changed (a node joined, left or
+      // moved, a weight changed), the change goes through HAProxy's runtime API on the master CLI, with no
+      // reload and no new worker; `show servers state` must then match the file. Anything else (or a runtime
+      // error) is a reload: `reload` on the master CLI, confirmed through `show proc` (a new worker and no
+      // failed reload); on failure the previous haproxy.cfg is put back. Before each reload the servers' state
+      // is saved for the new worker (server-state-file in the template), so health checks do not start over.
+      // The bind guard refuses a candidate that adds a `bind` on an address another process holds, which would
+      // make HAProxy pause its listeners for ~2 s before failing.
+      reload: {
+        haproxy: { masterSocket: `${dir}/master.sock`, method: 'cli', bindGuard: true, runtime: true, stateFile: `${dir}/server-state` },
+      },
       timeout: '10s',
     },
   ],

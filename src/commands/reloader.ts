@@ -1,7 +1,7 @@
 import { isHaproxyReload, type ReloadConfig } from '../config/schema.js';
 import { findBindClashes } from '../haproxy/bind-guard.js';
 import { reloadHaproxy } from '../haproxy/reload.js';
-import { applyServerChanges, writeServerState } from '../haproxy/runtime.js';
+import { applyServerChanges, verifyServers, writeServerState } from '../haproxy/runtime.js';
 import { desiredServers, diffServers, type ServerChange } from '../haproxy/server-diff.js';
 import { readCurrent } from '../output/install.js';
 import { describeCommand, runCommand } from './run.js';
@@ -54,6 +54,12 @@ export interface Reloader {
    * the reload was installed by it (not for a reload tried again): the HAProxy runtime mode needs it.
    */
   run(onLine: (stream: 'stdout' | 'stderr', line: string) => void, changes?: readonly FileChange[]): Promise<ReloadOutcome>;
+  /**
+   * Whether the running program matches the installed files, asked once after start when the first render finds
+   * the file unchanged (rosterd may have stopped between an install and its reload). Returns how they differ;
+   * undefined when they agree or it cannot tell.
+   */
+  inSync?(files: readonly string[]): Promise<string | undefined>;
 }
 
 /** Builds the reloader a template's `reload` setting describes. */
@@ -84,6 +90,15 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
     };
     const reloader: Reloader = {
       key: `haproxy:${masterSocket}`,
+      async inSync(files) {
+        try {
+          const texts = await Promise.all(files.map(async (path) => (await readCurrent(path))?.bytes.toString() ?? ''));
+          return await verifyServers(desiredServers(texts.join('\n')), masterSocket, options.timeout);
+        } catch {
+          // Not readable or not reachable: a reload could not help either.
+          return undefined;
+        }
+      },
       description: `haproxy ${runtime ? `runtime API, else ${how}` : how} via ${masterSocket}`,
       async run(_onLine, changes) {
         const files = [...new Set([options.destination, ...(changes ?? []).map((c) => c.path)])];

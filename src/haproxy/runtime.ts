@@ -86,8 +86,13 @@ export async function applyServerChanges(changes: readonly ServerChange[], desir
       if (error) return fail(error);
     }
   }
-  const mismatch = await verify(desired, options.masterSocket, remaining());
   commands++;
+  let mismatch: string | undefined;
+  try {
+    mismatch = await verifyServers(desired, options.masterSocket, remaining());
+  } catch (err) {
+    mismatch = `cannot read "show servers state": ${(err as Error).message}`;
+  }
   return mismatch === undefined ? { ok: true, commands } : fail(mismatch);
 }
 
@@ -170,14 +175,12 @@ function parseCsv(text: string): Record<string, string>[] {
   return lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [columns[i], v])));
 }
 
-/** Compares the running servers with the file's; returns the first difference. */
-async function verify(desired: DesiredState, masterSocket: string, timeout: number): Promise<string | undefined> {
-  let state;
-  try {
-    state = parseServersState(await masterCliCommand(masterSocket, '@1 show servers state', { timeout, retryEmpty: true }));
-  } catch (err) {
-    return `cannot read "show servers state": ${(err as Error).message}`;
-  }
+/**
+ * Compares the running servers with the file's; returns the first difference, or undefined when they agree.
+ * @throws when `show servers state` cannot be read.
+ */
+export async function verifyServers(desired: DesiredState, masterSocket: string, timeout: number): Promise<string | undefined> {
+  const state = parseServersState(await masterCliCommand(masterSocket, '@1 show servers state', { timeout, retryEmpty: true }));
   const running = new Map(state.rows.map((row) => [`${row.backend}/${row.name}`, row]));
   for (const server of desired.servers) {
     if (desired.unverifiable.has(server.backend)) continue;

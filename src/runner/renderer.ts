@@ -44,6 +44,8 @@ interface TemplateRuntime {
   memory: TemplateMemory;
   /** Rendered at least once since start: later changes go through `wait`. */
   attempted: boolean;
+  /** Whether the running program was compared with an unchanged file since start (`Reloader.inSync`). */
+  syncChecked: boolean;
   /** The last render's error, undefined after a success (written or unchanged). */
   lastError: RosterdError | undefined;
   /** Written or found unchanged at least once since start. */
@@ -282,6 +284,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
         schedule: createSchedule(t.wait, () => this.enqueue(runtime)),
         memory: memories.get(t.name) ?? {},
         attempted: false,
+        syncChecked: false,
         lastError: undefined,
         ok: false,
         running: false,
@@ -381,11 +384,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const reloads = new Map<string, { reloader: Reloader; items: ReloadItem[] }>();
     for (const { t, outcome } of results) {
       if (!t.reloader || !options.reload) continue;
-      // An unchanged file whose last reload failed is reloaded again: the file may not be what runs.
+      if (outcome.status === 'installed') t.syncChecked = true;
+      // An unchanged file whose last reload failed is reloaded again, and so is one that is not what runs.
       const item: ReloadItem | undefined =
         outcome.status === 'installed'
           ? { t, restore: { previous: outcome.previous }, change: { path: t.config.destination, before: outcome.previous?.bytes, after: outcome.content } }
-          : outcome.status === 'unchanged' && t.memory.reloadPending
+          : outcome.status === 'unchanged' && (t.memory.reloadPending || (await this.outOfSync(t)))
             ? { t, restore: undefined, change: undefined }
             : undefined;
       if (!item) continue;
@@ -404,6 +408,19 @@ export class Renderer extends EventEmitter<RendererEvents> {
       }),
     );
     return results.map((r) => r.result);
+  }
+
+  /**
+   * After start, the first time a template's file is found unchanged: does the program run what it says?
+   * rosterd may have been stopped after an install and before the reload (or runtime change) that followed.
+   */
+  private async outOfSync(t: TemplateRuntime): Promise<boolean> {
+    if (t.syncChecked || !t.reloader?.inSync) return false;
+    t.syncChecked = true;
+    const difference = await t.reloader.inSync(t.reloadGroup);
+    if (difference === undefined) return false;
+    t.log.warn(`the running program does not match ${t.config.destination} (${difference}): applying it again`);
+    return true;
   }
 
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */

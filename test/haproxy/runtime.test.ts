@@ -1,13 +1,16 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReloader, type Reloader, type ReloadOutcome } from '../../src/commands/reloader.js';
 import { masterCliCommand } from '../../src/haproxy/master-cli.js';
 import { parseShowProc } from '../../src/haproxy/show-proc.js';
+import { createMetrics } from '../../src/ops/metrics.js';
+import { createRenderer } from '../../src/runner/renderer.js';
 import { httpGet, startHaproxy, type HaproxyProcess } from '../helpers/haproxy.js';
 import { freePort } from '../helpers/ports.js';
 import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * The HAProxy reloader's runtime mode against a real HAProxy 2.6 and real HTTP backends: the file is installed
@@ -221,4 +224,91 @@ describe('the HAProxy runtime mode', () => {
     expect(new Set(paths)).toEqual(new Set(['runtime']));
     expect(await workers()).toEqual(before);
   }, 60_000);
+});
+
+describe('a renderer with the HAProxy runtime mode', () => {
+  const TEMPLATE = `global
+    hard-stop-after 10s
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend www
+    bind 127.0.0.1:{{ env.FRONTEND_PORT }}
+    default_backend web
+backend web
+{%- for m in members %}
+    server {{ m.name | slug }} {{ m.address }}:{{ m.port }}
+{%- endfor %}
+`;
+  let work: { path: string; cleanup: () => Promise<void> };
+  let proxy: HaproxyProcess;
+  const members = (names: string[]): string => JSON.stringify(names.map((name) => ({ name, address: '127.0.0.1', port: apps.get(name)!.port })));
+
+  beforeAll(async () => {
+    work = await tempDir('rosterd-runtime-renderer-');
+  });
+  afterAll(async () => {
+    delete process.env.FRONTEND_PORT;
+    await proxy?.stop();
+    await work?.cleanup();
+  });
+
+  it('applies joins at runtime, counts them by path, and converges after a stop between an install and its apply', async () => {
+    const port = await freePort();
+    process.env.FRONTEND_PORT = String(port);
+    const masterSocket = join(work.path, 'master.sock');
+    const config = {
+      sources: { web: { type: 'file' as const, path: join(work.path, 'members.json') } },
+      templates: [
+        {
+          name: 'haproxy',
+          contents: TEMPLATE,
+          destination: join(work.path, 'haproxy.cfg'),
+          env: ['FRONTEND_PORT'],
+          check: ['haproxy', '-c', '-q', '-f', '{{candidate}}'],
+          reload: { haproxy: { masterSocket, runtime: true } },
+        },
+      ],
+    };
+    await writeFile(join(work.path, 'members.json'), members(['a']));
+    // The first file, before HAProxy starts (as the lab does): installed, nothing reloaded.
+    await (await createRenderer(config)).renderOnce({ reload: false });
+    proxy = await startHaproxy({ dir: work.path, config: await readFile(join(work.path, 'haproxy.cfg'), 'utf8') });
+    const pids = await parseShowProc(await masterCliCommand(masterSocket, 'show proc')).workers.map((w) => w.pid);
+    const names = async (): Promise<string[]> =>
+      (await masterCliCommand(masterSocket, '@1 show servers state web', { retryEmpty: true }))
+        .split('\n')
+        .filter((l) => /^\d+ web /.test(l))
+        .map((l) => l.split(' ')[3]!)
+        .sort();
+
+    const renderer = await createRenderer(config);
+    const metrics = createMetrics(renderer, 'test');
+    const reloads: { path: string; fallback?: string }[] = [];
+    renderer.on('reloaded', (e) => reloads.push({ path: e.path, ...(e.fallback === undefined ? {} : { fallback: e.fallback }) }));
+    await renderer.start();
+    await writeFile(join(work.path, 'members.json'), members(['a', 'b']));
+    await waitFor(async () => (await names()).join() === 'a,b', 'b in the running servers');
+    expect(reloads).toEqual([{ path: 'runtime' }]);
+    expect(await metrics.registry.getSingleMetricAsString('rosterd_applied_total')).toMatch(/rosterd_applied_total\{template="haproxy",path="runtime"\} 1/);
+    expect(parseShowProc(await masterCliCommand(masterSocket, 'show proc')).workers.map((w) => w.pid)).toEqual(pids);
+    metrics.close();
+    await renderer.stop();
+
+    // Stopped after installing a file and before applying it: another render installs without applying.
+    await writeFile(join(work.path, 'members.json'), members(['a', 'c']));
+    await (await createRenderer(config)).renderOnce({ reload: false });
+    expect(await names()).toEqual(['a', 'b']);
+
+    // Started again, it finds the file unchanged but not what runs, and applies it.
+    const restarted = await createRenderer(config);
+    const again: string[] = [];
+    restarted.on('reloaded', (e) => again.push(e.path));
+    await restarted.start();
+    await waitFor(async () => (await names()).join() === 'a,c', 'the running servers to match the file');
+    await restarted.stop();
+    expect(again).toEqual(['reload']);
+  }, 30_000);
 });
