@@ -8,6 +8,8 @@
  * (or APP_NAME, APP_PORT, APP_HOST in the environment).
  *
  * - `GET /health` is HAProxy's health check: 200, or 503 once the app is stopping.
+ * - `GET /stream?seconds=N`: a long-lived response, one line a second for N seconds (default 10, at most 300),
+ *   like a server-sent events stream: what keeps an old HAProxy worker alive after a reload.
  * - Anything else: 200, header `X-Served-By: <name>` (percent-encoded, so that any name fits in a header)
  *   and body `served by <name>`.
  * - SIGTERM/SIGINT: a lame-duck period first. Requests are still served, but `/health` fails and every
@@ -45,6 +47,20 @@ const server = createServer((req, res) => {
   }
   lastRequest = Date.now();
   res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-served-by': servedBy });
+  if (req.url?.startsWith('/stream')) {
+    const seconds = Math.min(300, Number(new URL(req.url, 'http://app').searchParams.get('seconds') ?? 10) || 10);
+    let sent = 0;
+    const tick = setInterval(() => {
+      lastRequest = Date.now();
+      res.write(`${name} ${++sent}\n`);
+      if (sent >= seconds) {
+        clearInterval(tick);
+        res.end();
+      }
+    }, 1000);
+    res.on('close', () => clearInterval(tick));
+    return;
+  }
   res.end(`served by ${name}\n`);
 });
 // HAProxy keeps idle connections to servers for reuse and closes them itself (pool-purge-delay, 5 s by

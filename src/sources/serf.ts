@@ -191,16 +191,17 @@ const createSerfSource = ((name, options, context) => {
     const started = performance.now();
     const members = await from.members();
     if (client !== from) return;
-    const end = performance.now();
-    lastRead = { end, duration: end - started };
     noteChange(members, started);
     const kept = members.filter((m) => filters.keep(m)).map((m) => toMember(m, name, options.portTag));
     if (failures > 0 || lastReported !== undefined) log.info({ rpcAddr: address, members: kept.length }, 'Serf agent reachable again');
     failures = 0;
     lastReported = undefined;
-    schedulePoll();
     // Untrusted raw members (a port may still be a string): the snapshot gate validates them.
     onSnapshot?.(kept as unknown as Member[]);
+    // The cost of a read: the reply, its decoding, and what the gate did with it (the render comes later).
+    const end = performance.now();
+    lastRead = { end, duration: end - started };
+    schedulePoll();
   }
 
   /**
