@@ -8,6 +8,7 @@ const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSe
   { name: 'render', load: () => import('./render.js') },
   { name: 'serf-decode', load: () => import('./serf-decode.js') },
   { name: 'haproxy-lab', load: () => import('./haproxy-lab.js') },
+  { name: 'serf-idle', load: () => import('./serf-idle.js') },
   { name: 'daemon', load: () => import('./daemon.js') },
 ];
 

@@ -210,7 +210,11 @@ const createSerfSource = ((name, options, context) => {
    * the poll go on as always.
    */
   function noteChange(members: readonly SerfMember[], readAt: number): void {
-    const fingerprint = members.map((m) => `${m.name}\0${m.status}`).join('\n');
+    // Sorted: the agent lists members in the order of a Go map, which changes from one reply to the next.
+    const fingerprint = members
+      .map((m) => `${m.name}\0${m.status}`)
+      .sort()
+      .join('\n');
     const changed = lastFingerprint !== undefined && fingerprint !== lastFingerprint;
     lastFingerprint = fingerprint;
     if (!changed || !useMonitor || hintsMissed || missTimer !== undefined) return;

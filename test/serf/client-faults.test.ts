@@ -380,6 +380,17 @@ describe('the serf source against a fake agent', () => {
     expect(lines.filter((line) => line.includes('did not announce'))).toHaveLength(1);
   });
 
+  it('takes members listed in another order (the agent iterates a Go map) for no change', async () => {
+    let replies = 0;
+    const fake = await loggingAgent(() => (replies++ % 2 === 0 ? ['x', 'y', 'z'] : ['z', 'x', 'y']));
+    const lines: string[] = [];
+    const logs = new Writable({ write: (chunk, _, done) => (lines.push(String(chunk)), done()) });
+    await watch(fake.agent, { refreshInterval: 50 }, pino({ level: 'info' }, logs));
+    await waitFor(() => fake.reads() >= 10, 'ten polls');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(lines.filter((line) => line.includes('did not announce'))).toEqual([]);
+  });
+
   it('polls less often when reading the member list is costly', async () => {
     // Each read takes 100 ms: polls then take at most 2% of the time, one every 5 s, whatever refreshInterval says.
     const fake = await loggingAgent(() => ['x'], { delay: 100 });
