@@ -73,8 +73,7 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
       let warning: string | undefined;
       if (stateFile !== undefined) {
         try {
-          const texts = await Promise.all(files.map(async (path) => (await readCurrent(path))?.bytes.toString() ?? ''));
-          await writeServerState(stateFile, desiredServers(texts.join('\n')).servers, masterSocket, options.timeout);
+          await writeServerState(stateFile, desiredServers(await readAll(files)).servers, masterSocket, options.timeout);
         } catch (err) {
           warning = `server state not saved to ${stateFile}: ${(err as Error).message}`;
         }
@@ -90,15 +89,6 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
     };
     const reloader: Reloader = {
       key: `haproxy:${masterSocket}`,
-      async inSync(files) {
-        try {
-          const texts = await Promise.all(files.map(async (path) => (await readCurrent(path))?.bytes.toString() ?? ''));
-          return await verifyServers(desiredServers(texts.join('\n')), masterSocket, options.timeout);
-        } catch {
-          // Not readable or not reachable: a reload could not help either.
-          return undefined;
-        }
-      },
       description: `haproxy ${runtime ? `runtime API, else ${how}` : how} via ${masterSocket}`,
       async run(_onLine, changes) {
         const files = [...new Set([options.destination, ...(changes ?? []).map((c) => c.path)])];
@@ -108,6 +98,14 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
         if (attempt.ok) return { ok: true, path: 'runtime', applied: attempt.applied, durationMs: Math.round(performance.now() - started) };
         const outcome = await confirmedReload(files);
         return { ...outcome, fallback: attempt.reason, durationMs: Math.round(performance.now() - started) };
+      },
+      async inSync(files) {
+        try {
+          return await verifyServers(desiredServers(await readAll(files)), masterSocket, options.timeout);
+        } catch {
+          // Not readable or not reachable: a reload could not help either.
+          return undefined;
+        }
       },
     };
     if (bindGuard) {
@@ -152,6 +150,12 @@ async function throughRuntime(
   if (!diff.runtime) return { ok: false, reason: diff.reason };
   const result = await applyServerChanges(diff.changes, desiredServers(after), options);
   return result.ok ? { ok: true, applied: diff.changes.map(describeChange) } : { ok: false, reason: `runtime API: ${result.reason}` };
+}
+
+/** The installed files, one after the other (a missing one reads as empty). */
+async function readAll(files: readonly string[]): Promise<string> {
+  const texts = await Promise.all(files.map(async (path) => (await readCurrent(path))?.bytes.toString() ?? ''));
+  return texts.join('\n');
 }
 
 function describeChange(change: ServerChange): string {

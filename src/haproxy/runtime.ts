@@ -56,6 +56,14 @@ export async function applyServerChanges(changes: readonly ServerChange[], desir
     return success.test(reply) ? undefined : `"${command}": ${reply === '' ? 'no reply' : reply.split('\n')[0]}`;
   };
   const fail = (reason: string): RuntimeResult => ({ ok: false, reason, commands });
+  /** `del server`, again while a connection that just ended (or an idle pooled one) still holds the server. */
+  const deleteServer = async (server: string, drainDeadline: number): Promise<string | undefined> => {
+    for (;;) {
+      const error = await send(`del server ${server}`, SUCCESS.del);
+      if (error === undefined || !error.includes('still has connections') || Date.now() >= drainDeadline) return error;
+      await delay(options.pollInterval ?? 20);
+    }
+  };
 
   const removals = changes.filter((c) => c.kind === 'remove');
   for (const change of changes) {
@@ -79,10 +87,12 @@ export async function applyServerChanges(changes: readonly ServerChange[], desir
     }
   }
   if (removals.length > 0) {
-    const drained = await waitForSessions(removals, options, Math.min(deadline, Date.now() + options.drainTimeout));
+    const drainDeadline = Math.min(deadline, Date.now() + options.drainTimeout);
+    const drained = await waitForSessions(removals, options, drainDeadline);
     if (drained !== undefined) return fail(drained);
     for (const { backend, name } of removals) {
-      const error = (await send(`set server ${backend}/${name} state maint`, SUCCESS.empty)) ?? (await send(`del server ${backend}/${name}`, SUCCESS.del));
+      const server = `${backend}/${name}`;
+      const error = (await send(`set server ${server} state maint`, SUCCESS.empty)) ?? (await deleteServer(server, drainDeadline));
       if (error) return fail(error);
     }
   }
