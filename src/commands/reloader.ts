@@ -101,7 +101,7 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
       },
       async inSync(files) {
         try {
-          return await verifyServers(desiredServers(await readAll(files)), masterSocket, options.timeout);
+          return (await verifyServers(desiredServers(await readAll(files)), masterSocket, options.timeout)).mismatch;
         } catch {
           // Not readable or not reachable: a reload could not help either.
           return undefined;

@@ -31,6 +31,13 @@ export interface RuntimeResult {
   commands: number;
 }
 
+/** How long `del server` is tried again while connections still hold the server. */
+const DELETE_RETRY_MS = 1000;
+/** The reply of `del server` to a server that connections still hold. */
+const HELD = /still has connections/;
+/** `srv_admin_state` bit of a server put in maintenance (`state maint`). */
+const FORCED_MAINT = 0x01;
+
 /** What each command answers when it worked (HAProxy 2.6); anything else is an error. */
 const SUCCESS = {
   add: /^New server registered\.$/,
@@ -56,11 +63,17 @@ export async function applyServerChanges(changes: readonly ServerChange[], desir
     return success.test(reply) ? undefined : `"${command}": ${reply === '' ? 'no reply' : reply.split('\n')[0]}`;
   };
   const fail = (reason: string): RuntimeResult => ({ ok: false, reason, commands });
-  /** `del server`, again while a connection that just ended (or an idle pooled one) still holds the server. */
-  const deleteServer = async (server: string, drainDeadline: number): Promise<string | undefined> => {
+  /**
+   * `del server`, again for a moment while a connection still holds the server (one that just ended, a client's
+   * keep-alive connection it served last). Still held after that, it stays in maintenance, which takes it out of
+   * the balancing as surely, and is deleted by a later apply (see `verifyServers`).
+   */
+  const deleteServer = async (server: string): Promise<string | undefined> => {
+    const until = Math.min(deadline, Date.now() + DELETE_RETRY_MS);
     for (;;) {
       const error = await send(`del server ${server}`, SUCCESS.del);
-      if (error === undefined || !error.includes('still has connections') || Date.now() >= drainDeadline) return error;
+      if (error === undefined || !HELD.test(error)) return error;
+      if (Date.now() >= until) return undefined;
       await delay(options.pollInterval ?? 20);
     }
   };
@@ -87,23 +100,25 @@ export async function applyServerChanges(changes: readonly ServerChange[], desir
     }
   }
   if (removals.length > 0) {
-    const drainDeadline = Math.min(deadline, Date.now() + options.drainTimeout);
-    const drained = await waitForSessions(removals, options, drainDeadline);
+    const drained = await waitForSessions(removals, options, Math.min(deadline, Date.now() + options.drainTimeout));
     if (drained !== undefined) return fail(drained);
     for (const { backend, name } of removals) {
       const server = `${backend}/${name}`;
-      const error = (await send(`set server ${server} state maint`, SUCCESS.empty)) ?? (await deleteServer(server, drainDeadline));
+      const error = (await send(`set server ${server} state maint`, SUCCESS.empty)) ?? (await deleteServer(server));
       if (error) return fail(error);
     }
   }
   commands++;
-  let mismatch: string | undefined;
+  let verdict: Awaited<ReturnType<typeof verifyServers>>;
   try {
-    mismatch = await verifyServers(desired, options.masterSocket, remaining());
+    verdict = await verifyServers(desired, options.masterSocket, remaining());
   } catch (err) {
-    mismatch = `cannot read "show servers state": ${(err as Error).message}`;
+    return fail(`cannot read "show servers state": ${(err as Error).message}`);
   }
-  return mismatch === undefined ? { ok: true, commands } : fail(mismatch);
+  if (verdict.mismatch !== undefined) return fail(verdict.mismatch);
+  // Servers removed earlier and still held then: deleted now if they can be, left in maintenance otherwise.
+  for (const server of verdict.leftovers) await send(`del server ${server}`, SUCCESS.del);
+  return { ok: true, commands };
 }
 
 /**
@@ -132,6 +147,7 @@ interface StateRow {
   addr: string;
   port: number;
   weight: number;
+  admin: number;
   line: string;
 }
 
@@ -146,10 +162,10 @@ function parseServersState(text: string): { version: string; header: string; row
     if (index < 0) throw new Error(`"show servers state" has no ${name} field`);
     return index;
   };
-  const [be, srv, addr, port, weight] = [at('be_name'), at('srv_name'), at('srv_addr'), at('srv_port'), at('srv_uweight')];
+  const [be, srv, addr, port, weight, admin] = [at('be_name'), at('srv_name'), at('srv_addr'), at('srv_port'), at('srv_uweight'), at('srv_admin_state')];
   const rows = lines.slice(headerAt + 1).map((line) => {
     const values = line.trim().split(/\s+/);
-    return { backend: values[be]!, name: values[srv]!, addr: values[addr]!, port: Number(values[port]), weight: Number(values[weight]), line };
+    return { backend: values[be]!, name: values[srv]!, addr: values[addr]!, port: Number(values[port]), weight: Number(values[weight]), admin: Number(values[admin]), line };
   });
   return { version: lines[0]!.trim(), header: lines[headerAt]!, rows };
 }
@@ -186,22 +202,30 @@ function parseCsv(text: string): Record<string, string>[] {
 }
 
 /**
- * Compares the running servers with the file's; returns the first difference, or undefined when they agree.
+ * Compares the running servers with the file's: the first difference, if any, and the servers the file no
+ * longer has that are in maintenance (removed, and still held by connections when they were): those are
+ * pending deletions, not differences.
  * @throws when `show servers state` cannot be read.
  */
-export async function verifyServers(desired: DesiredState, masterSocket: string, timeout: number): Promise<string | undefined> {
+export async function verifyServers(desired: DesiredState, masterSocket: string, timeout: number): Promise<{ mismatch?: string; leftovers: string[] }> {
   const state = parseServersState(await masterCliCommand(masterSocket, '@1 show servers state', { timeout, retryEmpty: true }));
   const running = new Map(state.rows.map((row) => [`${row.backend}/${row.name}`, row]));
   for (const server of desired.servers) {
     if (desired.unverifiable.has(server.backend)) continue;
     const row = running.get(`${server.backend}/${server.name}`);
-    if (!row) return `show servers state has no ${server.backend}/${server.name}`;
-    if (!agrees(server, row)) return `show servers state has ${server.backend}/${server.name} at ${row.addr}:${row.port} weight ${row.weight}, the file says ${server.ip ?? '(a name)'}:${server.port ?? '-'} weight ${server.weight}`;
+    if (!row) return { mismatch: `show servers state has no ${server.backend}/${server.name}`, leftovers: [] };
+    if (!agrees(server, row)) {
+      const file = `${server.ip ?? '(a name)'}:${server.port ?? '-'} weight ${server.weight}`;
+      return { mismatch: `show servers state has ${server.backend}/${server.name} at ${row.addr}:${row.port} weight ${row.weight}, the file says ${file}`, leftovers: [] };
+    }
   }
   const wanted = new Set(desired.servers.map((s) => `${s.backend}/${s.name}`));
+  const leftovers: string[] = [];
   for (const row of state.rows) {
-    if (!desired.backends.has(row.backend) || desired.unverifiable.has(row.backend)) continue;
-    if (!wanted.has(`${row.backend}/${row.name}`)) return `show servers state has ${row.backend}/${row.name}, which the file does not`;
+    const server = `${row.backend}/${row.name}`;
+    if (!desired.backends.has(row.backend) || desired.unverifiable.has(row.backend) || wanted.has(server)) continue;
+    if ((row.admin & FORCED_MAINT) === 0) return { mismatch: `show servers state has ${server}, which the file does not`, leftovers: [] };
+    leftovers.push(server);
   }
-  return undefined;
+  return { leftovers };
 }
