@@ -16,10 +16,10 @@
  *   response closes its connection; once no request (other than a health check) has come for 3 s, the app
  *   stops accepting connections, finishes the requests in flight and exits 0 (after 20 s at the latest).
  *   web-node.mjs stops the app only after its Serf agent has left the cluster, but requests keep coming for a
- *   while: Serf holds member events back to coalesce them (1 to 3 s), rosterd then checks and reloads, and even
- *   after the reload an old HAProxy worker may still send here the next request of a keep-alive client that was
- *   idle until then. The template closes idle client connections after 2 s (`timeout http-keep-alive`), so 3 s
- *   without a request means no worker will send one any more.
+ *   while: the load balancer's rosterd removes the server a few hundred ms later, draining it (its requests in
+ *   flight finish here); and when that change is a reload, an old HAProxy worker may still send here the next
+ *   request of a keep-alive client that was idle until then. The template closes idle client connections after
+ *   2 s (`timeout http-keep-alive`), so 3 s without a request means no worker will send one any more.
  */
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
