@@ -218,7 +218,9 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
     for (let i = 1; i <= SAMPLES; i++) await sample(`j-${i}`, i - 1);
     const elapsed = (now() - started) / 1000;
     const after = await Promise.all(targets.map(costSnapshot));
-    // The idle cost of the same processes, to subtract.
+    // The idle cost of the same processes, to subtract: once the last change's late event has come and gone.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const idleFrom = await Promise.all(targets.map(costSnapshot));
     await new Promise((resolve) => setTimeout(resolve, 5000));
     const idle = await Promise.all(targets.map(costSnapshot));
     const events = SAMPLES * 2;
@@ -244,7 +246,7 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
     const cost: BenchSection = {
       title: `Cost per membership event (${events} changes in ${elapsed.toFixed(0)} s)`,
       rows: targets.map((t, i) => {
-        const idlePerSecond = (idle[i]!.cpu - after[i]!.cpu) / 5;
+        const idlePerSecond = (idle[i]!.cpu - idleFrom[i]!.cpu) / 5;
         const cpu = ms(after[i]!.cpu - before[i]!.cpu - idlePerSecond * elapsed);
         return {
           load_balancer: t.name,
