@@ -26,8 +26,9 @@ export default defineConfig({
       tags: { role: 'web' }, // keep members whose tags match these regular expressions (whole value); default: all
       status: ['alive'], // statuses to keep; default ['alive'] (others: 'leaving', 'left', 'failed')
       portTag: 'port', // the tag that holds a member's port; default 'port'
-      resyncDelay: '100ms', // quiet time after member events before the member list is re-read; default 100ms
-      refreshInterval: '1m', // also re-read the member list this often; default: only on events and reconnects
+      monitor: true, // read the member list as soon as the agent's log shows a membership change; default true
+      resyncDelay: '20ms', // wait after a log line or member event before the member list is re-read; default 20ms
+      refreshInterval: '1s', // poll the member list at most this often (less on big clusters); false: off; default 1s
       connectTimeout: '5s', // default 5s
     },
 
@@ -74,7 +75,12 @@ export default defineConfig({
       // on the master CLI that a new worker took over:
       // (method 'signal' sends SIGUSR2 to the master instead; its pid comes from pidFile, else from `show proc`).
       // bindGuard refuses a candidate that adds a bind on an address in use: such a reload freezes the listeners.
-      reload: { haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'cli', bindGuard: true } },
+      // runtime: changes to server lines of existing backends go through the runtime API (no reload); the rest reloads.
+      // drainTimeout: runtime mode, how long a removed server's sessions may take before it reloads instead.
+      // stateFile: `show servers state` is written there before each reload (HAProxy's server-state-file).
+      reload: {
+        haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'cli', bindGuard: true, runtime: false, drainTimeout: '10s', stateFile: '/run/haproxy-state' },
+      },
       // reload: { haproxy: { masterSocket: '/run/haproxy-master.sock', method: 'signal', pidFile: '/run/haproxy.pid' } },
       // reload: ['systemctl', 'reload', 'nginx'],
 

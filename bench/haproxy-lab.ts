@@ -1,183 +1,153 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { openSync } from 'node:fs';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { masterCliCommand } from '../src/haproxy/master-cli.js';
+import { parseShowProc } from '../src/haproxy/show-proc.js';
 import { SerfClient } from '../src/serf/client.js';
 import { BIN } from '../test/helpers/cli.js';
-import { httpGet } from '../test/helpers/haproxy.js';
-import { createLab, LAB_DIR, type Lab } from '../test/helpers/lab.js';
-import { startLoad, type Served } from '../test/helpers/load.js';
+import { groupMembers, httpGet } from '../test/helpers/haproxy.js';
+import { createLab, LAB_DIR } from '../test/helpers/lab.js';
+import type { Served } from '../test/helpers/load.js';
 import { freePort } from '../test/helpers/ports.js';
 import { tempDir } from '../test/helpers/tmp.js';
 import { waitFor } from '../test/helpers/wait.js';
+import { cpuTicks, TICKS_PER_SECOND } from './proc.js';
 import { formatSection, percentile, type BenchSection } from './types.js';
 
 /**
- * The HAProxy + Serf lab (examples/haproxy-serf) with its defaults, measured end to end on one machine:
+ * The HAProxy + Serf lab (examples/haproxy-serf), three load balancers in one Serf cluster, measured side by
+ * side in the same run, under the same changes:
  *
- * 1. join → first response served by the new node, and leave → last response served by it, with Serf's own
- *    delay (until the load balancer's agent streams the event) shown apart from what follows it (rosterd's
- *    resync, render, `haproxy -c`, install, reload and HAProxy's switch to the new worker);
- * 2. what rosterd costs per membership event: processes it forks (counted by wrapping its child_process) and
- *    CPU time (from /proc/<pid>/stat);
- * 3. failed requests during 20 membership changes under the same load, at the same time: the lab with rosterd
- *    (master-worker reload) against the lab's old way, a Serf event handler that regenerates haproxy.cfg with
- *    a template CLI and restarts HAProxy with `haproxy -D -f cfg -p pidfile -sf $(cat pidfile)`.
+ * - rosterd in runtime mode (the lab's default): server changes through HAProxy's runtime API;
+ * - rosterd in reload mode (the same config with `runtime: false`): a confirmed master-worker reload per change;
+ * - the lab's old scripts: a Serf event handler that renders haproxy.cfg and starts a new HAProxy with `-sf`.
+ *
+ * 1. join → first response served by the new node, and graceful leave → last response from it, measured from
+ *    the moment the node's Serf agent is started (or sent SIGINT), so Serf's own delays are included;
+ * 2. processes forked and CPU used per membership event;
+ * 3. HAProxy processes alive during and after 50 changes while clients keep long-lived responses open.
  */
 
 const SAMPLES = 12;
-const CHANGES = 20;
-const CHANGE_EVERY_MS = 1600;
-const TICKS_PER_SECOND = 100;
+const CHANGES = 50;
+const CHANGE_EVERY_MS = 600;
+/** Long-lived responses: one opened every this many ms on each load balancer, each lasting STREAM_SECONDS. */
+const STREAM_EVERY_MS = 400;
+const STREAM_SECONDS = 8;
 const execFileAsync = promisify(execFile);
+const now = (): number => performance.timeOrigin + performance.now();
+
+interface Target {
+  name: string;
+  port: number;
+  /** rosterd's pid and its spawn log (absent for the lab scripts). */
+  rosterd?: { pid: number; spawnLog: string; log: () => Promise<string> };
+  /** The master CLI (absent for the lab scripts, which run standalone HAProxies). */
+  masterSocket?: string;
+  /** The lab scripts: handler runs so far, processes per run, and the HAProxy processes alive. */
+  scripts?: Baseline;
+}
 
 export async function run(): Promise<BenchSection[]> {
   const { path: dir, cleanup } = await tempDir('rosterd-bench-lab-');
   const lab = createLab(join(dir, 'run'));
-  const spawnLog = join(dir, 'spawns.jsonl');
   const preload = join(dir, 'count-spawns.mjs');
-  await writeFile(preload, countSpawnsModule(spawnLog));
-  let baseline: Baseline | undefined;
+  await writeFile(preload, countSpawnsModule());
+  const nodeOptions = `--import=${pathToFileURL(preload).href}`;
+  const stops: (() => Promise<unknown>)[] = [];
   try {
-    // Only rosterd records its children (the preload checks its own argv); every lab process gets the option.
-    await lab.run(['up', '--nodes', '2'], { env: { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` } });
-    const latency = await measureJoinLeave(lab, spawnLog);
+    const runtimeSpawns = join(dir, 'spawns-runtime.jsonl');
+    await lab.run(['up', '--nodes', '2'], { env: { NODE_OPTIONS: nodeOptions, ROSTERD_SPAWN_LOG: runtimeSpawns } });
+    stops.push(async () => {
+      await lab.run(['down'], { allowFailure: true }).catch(() => undefined);
+      lab.killAll();
+    });
     const lb = (await lab.status()).lb!;
-    baseline = await startBaseline(join(dir, 'baseline'), lb.serfBind, lb.serfRpc);
-    const failures = await compareFailures(lab, baseline);
-    return [latency.section, latency.cost, failures];
+    const reloadSpawns = join(dir, 'spawns-reload.jsonl');
+    const reloadLb = await startReloadModeLb(join(dir, 'reload'), lb.serfBind, { NODE_OPTIONS: nodeOptions, ROSTERD_SPAWN_LOG: reloadSpawns });
+    stops.push(reloadLb.stop);
+    const scripts = await startBaseline(join(dir, 'baseline'), lb.serfBind, lb.serfRpc);
+    stops.push(scripts.stop);
+    const targets: Target[] = [
+      { name: 'rosterd, runtime mode (the lab)', port: lb.httpPort, rosterd: { pid: lb.rosterdPid!, spawnLog: runtimeSpawns, log: lab.log }, masterSocket: lb.masterSocket },
+      { name: 'rosterd, reload mode', port: reloadLb.httpPort, rosterd: { pid: reloadLb.rosterdPid, spawnLog: reloadSpawns, log: reloadLb.log }, masterSocket: reloadLb.masterSocket },
+      { name: 'lab scripts, new HAProxy with -sf', port: scripts.httpPort, scripts },
+    ];
+    const nodes = new NodeFactory(lb.serfBind);
+    stops.push(() => nodes.killAll());
+    const latency = await measureJoinLeave(targets, nodes, `127.0.0.1:${lb.serfRpc}`);
+    const alive = await measureProcessesAlive(targets, nodes);
+    return [...latency, alive];
   } finally {
-    await baseline?.stop();
-    await lab.run(['down'], { allowFailure: true }).catch(() => undefined);
-    lab.killAll();
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
     await cleanup();
+  }
+}
+
+// --- nodes ---
+
+interface BenchNode {
+  name: string;
+  /** When its Serf agent was started. */
+  startedAt: number;
+  /** SIGINT to the agent (a graceful leave); resolves with when it was sent. The app stops after the agent. */
+  leave(): Promise<number>;
+}
+
+/** Web nodes as the lab's web-node.mjs runs them (app first, then its Serf agent), started here to time the agent. */
+class NodeFactory {
+  readonly #join: number;
+  readonly #children = new Set<ChildProcess>();
+
+  constructor(joinPort: number) {
+    this.#join = joinPort;
+  }
+
+  async start(name: string): Promise<BenchNode> {
+    const [appPort, bind, rpc] = [await freePort(), await freePort(), await freePort()];
+    const app = this.#spawn(process.execPath, [join(LAB_DIR, 'app.mjs'), '--name', name, '--port', String(appPort), '--host', '127.0.0.1']);
+    await waitFor(async () => (await httpGet(appPort, '/health')).status === 200, `${name}'s app`, { timeout: 10_000, interval: 10 });
+    const startedAt = now();
+    const agent = this.#spawn('serf', ['agent', `-node=${name}`, `-bind=127.0.0.1:${bind}`, `-rpc-addr=127.0.0.1:${rpc}`, '-tag', 'role=web', '-tag', `port=${appPort}`, `-join=127.0.0.1:${this.#join}`]);
+    return {
+      name,
+      startedAt,
+      leave: async () => {
+        const at = now();
+        const exited = new Promise((resolve) => agent.once('exit', resolve));
+        agent.kill('SIGINT');
+        // As web-node.mjs does: the app stops once the agent has left; it serves until requests stop coming.
+        void exited.then(() => app.kill('SIGTERM'));
+        return at;
+      },
+    };
+  }
+
+  async killAll(): Promise<void> {
+    for (const child of this.#children) child.kill('SIGKILL');
+  }
+
+  #spawn(command: string, args: string[]): ChildProcess {
+    const child = spawn(command, args, { stdio: 'ignore' });
+    this.#children.add(child);
+    child.once('exit', () => this.#children.delete(child));
+    return child;
   }
 }
 
 // --- 1 and 2: join/leave latency, cost per event ---
 
-async function measureJoinLeave(lab: Lab, spawnLog: string): Promise<{ section: BenchSection; cost: BenchSection }> {
-  const lb = (await lab.status()).lb!;
-  const rosterdPid = lb.rosterdPid!;
-  const address = `127.0.0.1:${lb.serfRpc}`;
-  // When the load balancer's agent hands each event to its RPC streams: what rosterd waits for.
-  const serf = await SerfClient.connect({ address });
-  const streamed = new Map<string, number>();
-  await serf.stream('member-join,member-leave,member-failed', (event) => {
-    if (!('members' in event)) return;
-    for (const m of event.members) if (!streamed.has(`${event.event} ${m.name}`)) streamed.set(`${event.event} ${m.name}`, Date.now());
-  });
-  // When the agent's member list first shows the node alive (or no longer alive): Serf's gossip itself,
-  // before the agent's event coalescing. Polled every 20 ms on a connection of its own.
-  const listed = new Map<string, number>();
-  const poller = await SerfClient.connect({ address });
-  let polling = true;
-  const poll = (async () => {
-    while (polling) {
-      for (const m of await poller.members()) {
-        const key = `${m.status === 'alive' ? 'alive' : 'gone'} ${m.name}`;
-        if (!listed.has(key)) listed.set(key, Date.now());
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  })();
-  // Warm-up: rosterd loads its check and reload code, and V8 compiles it, on the first change after start
-  // (measured apart, below); the samples are the steady state.
-  const warmCpu = await cpuTicks(rosterdPid);
-  await lab.run(['add', 'warm-up']);
-  await lab.run(['remove', 'warm-up']);
-  const firstChanges = (await cpuTicks(rosterdPid)).own - warmCpu.own;
-  // Background load (autocannon sends its rate in bursts), and a steady probe that times the samples: GETs
-  // on fresh connections, back to back, from 4 loops.
-  const load = startLoad({ port: lb.httpPort, rate: 500, connections: 8, maxSeconds: 180 });
-  const probe = startProbe(lb.httpPort, 4);
-  const joins: Sample[] = [];
-  const leaves: Sample[] = [];
-  const logOffset = (await lab.log()).length;
-  const spawnsBefore = await countLines(spawnLog);
-  const cpuBefore = await cpuTicks(rosterdPid);
-  const started = Date.now();
-  try {
-    await waitFor(() => probe.served.size >= 2, 'the probe to reach the first nodes', { timeout: 10_000 });
-    for (let i = 1; i <= SAMPLES; i++) {
-      const name = `j-${i}`;
-      // One change at a time, so that each sample is one event and one render (see the notes).
-      let t0 = Date.now();
-      await lab.run(['add', name, '--no-wait']);
-      const first = await waitFor(() => probe.served.get(name)?.first, `${name} to serve`, { timeout: 20_000 });
-      // The candidate file that brought the node in (a rename keeps the mtime of the write).
-      const written = (await stat(join(lab.dir, 'haproxy.cfg'))).mtimeMs;
-      let event = await waitFor(() => streamed.get(`member-join ${name}`), `Serf's member-join of ${name}`, { timeout: 5000 });
-      joins.push({ listed: (listed.get(`alive ${name}`) ?? Number.NaN) - t0, serf: event - t0, after: first - event, written: written - event });
-
-      t0 = Date.now();
-      const removed = lab.run(['remove', name]);
-      // A leave that did not reach every agent in time ends as member-failed instead.
-      event = await waitFor(() => streamed.get(`member-leave ${name}`) ?? streamed.get(`member-failed ${name}`), `Serf's member-leave of ${name}`, { timeout: 15_000 });
-      // The last response: none for 500 ms after the event plus a reload (the app itself drains for 2 s more).
-      await waitFor(() => Date.now() - (probe.served.get(name)?.last ?? 0) > 500, `${name} to stop serving`, { timeout: 10_000 });
-      leaves.push({ listed: (listed.get(`gone ${name}`) ?? Number.NaN) - t0, serf: event - t0, after: probe.served.get(name)!.last - event });
-      // Its processes end while the next node starts.
-      void removed.catch(() => undefined);
-    }
-    await waitFor(async () => (await lab.status()).nodes.every((n) => !n.name.startsWith('j-') || !n.running), 'the last nodes to stop', { timeout: 15_000 });
-    const elapsed = Date.now() - started;
-    const cpuAfter = await cpuTicks(rosterdPid);
-    const spawns = (await readLines(spawnLog)).slice(spawnsBefore).map((line) => JSON.parse(line) as { file: string; args: string[] });
-    const reports = await load.stop();
-    const probed = await probe.stop();
-    const failed = reports.reduce((sum, r) => sum + r.failed, 0) + probed.failed;
-    const log = (await lab.log()).slice(logOffset);
-    const renders = (log.match(/INFO: wrote /g) ?? []).length;
-    const reloadMs = [...log.matchAll(/INFO: reloaded: .*"durationMs":(\d+)/g)].map((m) => Number(m[1]));
-    const events = joins.length + leaves.length;
-
-    // Idle cost for reference: the same process, no membership change, for 5 s.
-    const idleBefore = await cpuTicks(rosterdPid);
-    await new Promise((resolve) => setTimeout(resolve, 5000));
-    const idleAfter = await cpuTicks(rosterdPid);
-
-    const ms = (ticks: number): number => (ticks * 1000) / TICKS_PER_SECOND;
-    const own = ms(cpuAfter.own - cpuBefore.own);
-    const children = ms(cpuAfter.children - cpuBefore.children);
-    const idlePerSecond = ms(idleAfter.own - idleBefore.own) / 5;
-    const commands = [...new Set(spawns.map((s) => [s.file, ...s.args.slice(1, 3)].join(' ')))];
-    const joinAfter = percentile(joins.map((s) => s.after), 0.5);
-    const section: BenchSection = {
-      title: `HAProxy lab: join → first response served by the node, leave → last response served by it (ms, ${SAMPLES} of each)`,
-      rows: [row('join', joins), row('leave (graceful)', leaves)],
-      notes: [
-        "Each sample is one change on its own. Listed: from `lab.mjs add`/`remove` until the load balancer's agent lists the node alive (or no longer alive) in `members`. Streamed: until that agent streams member-join/member-leave, which is what rosterd waits for (Serf holds member events back for about a second to coalesce them). After: from that event until the first (last) response from the node: rosterd's members read (100 ms after the event), render, write, `haproxy -c`, install, reload. Written: until the candidate file was written.",
-        `Timed by a probe sending GETs back to back on fresh connections (${probed.requests} requests), under a background load of 500 req/s keep-alive + 500 req/s with a new connection per request; failed requests: ${failed}.`,
-        `Goal: join p50 ≤ 250 ms after Serf's delay. Here: ${joinAfter.toFixed(0)} ms.`,
-      ],
-    };
-    const cost: BenchSection = {
-      title: `rosterd's cost per membership event (${events} changes, ${renders} renders, ${reloadMs.length} reloads in ${(elapsed / 1000).toFixed(0)} s)`,
-      rows: [
-        { measure: 'processes forked by rosterd, per event', value: spawns.length / events, detail: commands.join('; ') || 'none' },
-        { measure: 'CPU of the rosterd process, per event (ms)', value: (own - idlePerSecond * (elapsed / 1000)) / events, detail: `${own.toFixed(0)} ms over the run, of which ~${(idlePerSecond * (elapsed / 1000)).toFixed(0)} ms idle cost` },
-        { measure: 'CPU of its children (haproxy -c), per event (ms)', value: children / events, detail: '' },
-        { measure: 'reload, trigger to confirmation in show proc (ms, p50 / p95)', value: `${percentile(reloadMs, 0.5)} / ${percentile(reloadMs, 0.95)}`, detail: '' },
-        { measure: 'idle CPU of rosterd (ms per second)', value: idlePerSecond, detail: `/proc/${rosterdPid}/stat, ${TICKS_PER_SECOND} ticks per second` },
-        { measure: 'CPU of rosterd for the first two changes after its start (ms, once)', value: ms(firstChanges), detail: 'loading and compiling the check and reload code' },
-      ],
-      notes: ['Goal: ≤ 2 processes and ≤ 40 ms of rosterd CPU per membership event. Children are counted by wrapping ChildProcess.prototype.spawn in the daemon (NODE_OPTIONS=--import).'],
-    };
-    return { section, cost };
-  } finally {
-    polling = false;
-    await poll.catch(() => undefined);
-    await probe.stop();
-    await load.stop().catch(() => undefined);
-    await poller.close();
-    await serf.close();
-  }
+interface Probe {
+  served: Map<string, Served>;
+  stop(): Promise<{ requests: number; failed: number }>;
 }
 
 /** GETs on fresh connections, back to back from `loops` loops, recording which node served each and when. */
-function startProbe(port: number, loops: number): { served: Map<string, Served>; stop(): Promise<{ requests: number; failed: number }> } {
+function startProbe(port: number, loops: number): Probe {
   const served = new Map<string, Served>();
   let running = true;
   let requests = 0;
@@ -186,15 +156,15 @@ function startProbe(port: number, loops: number): { served: Map<string, Served>;
     while (running) {
       try {
         const res = await httpGet(port);
-        const now = performance.timeOrigin + performance.now();
+        const at = now();
         requests++;
         if (res.status !== 200) failed++;
         const name = decodeURIComponent(String(res.headers['x-served-by']));
         const entry = served.get(name);
         if (entry) {
           entry.count++;
-          entry.last = now;
-        } else served.set(name, { count: 1, first: now, last: now });
+          entry.last = at;
+        } else served.set(name, { count: 1, first: at, last: at });
       } catch {
         failed++;
       }
@@ -211,77 +181,314 @@ function startProbe(port: number, loops: number): { served: Map<string, Served>;
   };
 }
 
-interface Sample {
-  /** From the command until the load balancer's agent lists the change in `members`. */
-  listed: number;
-  /** From the command to the event on the load balancer's agent. */
-  serf: number;
-  /** From that event to the first (join) or last (leave) response served by the node. */
-  after: number;
-  /** From that event until the candidate haproxy.cfg was written (joins only). */
-  written?: number;
+async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: string): Promise<BenchSection[]> {
+  // When the first load balancer's agent streams each event: what every pipeline used to wait for.
+  const serf = await SerfClient.connect({ address: serfRpc });
+  const streamed = new Map<string, number>();
+  await serf.stream('member-join,member-leave,member-failed', (event) => {
+    if (!('members' in event)) return;
+    for (const m of event.members) if (!streamed.has(`${event.event} ${m.name}`)) streamed.set(`${event.event} ${m.name}`, now());
+  });
+  // When that agent's member list first shows the node alive (or no longer alive): Serf's gossip itself.
+  const listed = new Map<string, number>();
+  const poller = await SerfClient.connect({ address: serfRpc });
+  let polling = true;
+  const poll = (async () => {
+    while (polling) {
+      for (const m of await poller.members()) {
+        const key = `${m.status === 'alive' ? 'alive' : 'gone'} ${m.name}`;
+        if (!listed.has(key)) listed.set(key, now());
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  })();
+  const probes = targets.map((t) => startProbe(t.port, 2));
+  const joins = targets.map(() => [] as number[]);
+  const leaves = targets.map(() => [] as number[]);
+  const serfJoin: number[] = [];
+  const serfLeave: number[] = [];
+  const listedJoin: number[] = [];
+  const listedLeave: number[] = [];
+  try {
+    await waitFor(() => probes.every((p) => p.served.size >= 2), 'every probe to reach the first nodes', { timeout: 20_000 });
+    // Warm-up: the first change after start loads and compiles the check and apply code.
+    await sample('warm-up');
+    const before = await Promise.all(targets.map(costSnapshot));
+    const started = now();
+    for (let i = 1; i <= SAMPLES; i++) await sample(`j-${i}`, i - 1);
+    const elapsed = (now() - started) / 1000;
+    const after = await Promise.all(targets.map(costSnapshot));
+    // The idle cost of the same processes, to subtract: once the last change's late event has come and gone.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const idleFrom = await Promise.all(targets.map(costSnapshot));
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const idle = await Promise.all(targets.map(costSnapshot));
+    const events = SAMPLES * 2;
+    const probed = await Promise.all(probes.map((p) => p.stop()));
+
+    const p50 = (values: number[]): number => Math.round(percentile(values, 0.5));
+    const p95 = (values: number[]): number => Math.round(percentile(values, 0.95));
+    const latency: BenchSection = {
+      title: `HAProxy lab: agent started → first response from the node, SIGINT to the agent → last response from it (ms, ${SAMPLES} of each)`,
+      rows: [
+        ...targets.map((t, i) => ({ load_balancer: t.name, 'join p50': p50(joins[i]!), 'join p95': p95(joins[i]!), 'leave p50': p50(leaves[i]!), 'leave p95': p95(leaves[i]!) })),
+        { load_balancer: "(Serf: the agent's members list it)", 'join p50': p50(listedJoin), 'join p95': p95(listedJoin), 'leave p50': p50(listedLeave), 'leave p95': p95(listedLeave) },
+        { load_balancer: "(Serf: the agent streams the event)", 'join p50': p50(serfJoin), 'join p95': p95(serfJoin), 'leave p50': p50(serfLeave), 'leave p95': p95(serfLeave) },
+      ],
+      notes: [
+        'Each sample is one change on its own; all three load balancers are in the same Serf cluster and see the same change. Timed by probes sending GETs back to back on fresh connections (2 loops per load balancer): ' +
+          targets.map((t, i) => `${t.name} ${probed[i]!.requests} requests, ${probed[i]!.failed} failed`).join('; ') +
+          '. The last two lines are Serf alone, on the first load balancer\'s agent: when its member list (polled every 10 ms) shows the node alive (or no longer alive), and when it streams member-join/member-leave (what rosterd waited for before; Serf coalesces member events for about a second).',
+        'Goals: join p50 ≤ 150 ms in runtime mode (lab scripts 1133 ms before), ≤ 400 ms in reload mode; leave p50 ≤ 300 ms.',
+      ],
+    };
+    const ms = (ticks: number): number => (ticks * 1000) / TICKS_PER_SECOND;
+    const cost: BenchSection = {
+      title: `Cost per membership event (${events} changes in ${elapsed.toFixed(0)} s)`,
+      rows: targets.map((t, i) => {
+        const idlePerSecond = (idle[i]!.cpu - idleFrom[i]!.cpu) / 5;
+        const cpu = ms(after[i]!.cpu - before[i]!.cpu - idlePerSecond * elapsed);
+        return {
+          load_balancer: t.name,
+          'processes forked per event': (after[i]!.forks - before[i]!.forks) / events,
+          'what': after[i]!.what,
+          'CPU per event (ms)': t.rosterd ? cpu / events : '',
+          'reloads / new HAProxy processes': after[i]!.reloads - before[i]!.reloads,
+        };
+      }),
+      notes: [
+        "rosterd's children are counted by wrapping ChildProcess.prototype.spawn in the daemon (NODE_OPTIONS=--import); its CPU from /proc/<pid>/stat, the idle cost over the same time subtracted. The lab scripts' processes: handler runs × the processes one run forks (counted once with strace -f).",
+        'Goal: rosterd CPU per event ≤ 20 ms; runtime mode forks nothing to apply a change (the haproxy -c check of the candidate comes before the install).',
+      ],
+    };
+    return [latency, cost];
+  } finally {
+    polling = false;
+    await poll.catch(() => undefined);
+    await poller.close();
+    await Promise.all(probes.map((p) => p.stop()));
+    await serf.close();
+  }
+
+  async function sample(name: string, index?: number): Promise<void> {
+    const node = await nodes.start(name);
+    const firsts = await Promise.all(probes.map((p) => waitFor(() => p.served.get(name)?.first, `${name} to serve`, { timeout: 20_000, interval: 5 })));
+    const joinEvent = await waitFor(() => streamed.get(`member-join ${name}`), `Serf's member-join of ${name}`, { timeout: 10_000 });
+    const leftAt = await node.leave();
+    // The last response: none for 1.5 s on any load balancer (the app itself serves for 3 s more).
+    await waitFor(() => probes.every((p) => now() - (p.served.get(name)?.last ?? 0) > 1500), `${name} to stop serving`, { timeout: 20_000, interval: 50 });
+    const leaveEvent = await waitFor(() => streamed.get(`member-leave ${name}`) ?? streamed.get(`member-failed ${name}`), `Serf's member-leave of ${name}`, { timeout: 15_000 });
+    if (index === undefined) return;
+    probes.forEach((p, i) => {
+      joins[i]!.push(firsts[i]! - node.startedAt);
+      leaves[i]!.push(p.served.get(name)!.last - leftAt);
+    });
+    serfJoin.push(joinEvent - node.startedAt);
+    serfLeave.push(leaveEvent - leftAt);
+    listedJoin.push((listed.get(`alive ${name}`) ?? Number.NaN) - node.startedAt);
+    listedLeave.push((listed.get(`gone ${name}`) ?? Number.NaN) - leftAt);
+  }
 }
 
-function row(event: string, samples: Sample[]): Record<string, string | number> {
-  const p = (values: number[], q: number): number => Math.round(percentile(values, q));
-  const serf = samples.map((s) => s.serf);
-  const after = samples.map((s) => s.after);
-  const total = samples.map((s) => s.serf + s.after);
-  const written = samples.flatMap((s) => (s.written === undefined ? [] : [s.written]));
+/** CPU ticks, processes forked so far (and which), reloads so far. */
+async function costSnapshot(target: Target): Promise<{ cpu: number; forks: number; what: string; reloads: number }> {
+  if (target.scripts) {
+    const runs = await target.scripts.restarts();
+    return { cpu: 0, forks: runs * target.scripts.processesPerRun, what: `${target.scripts.processesPerRun} per handler run: ${target.scripts.processNames}`, reloads: runs };
+  }
+  const spawns = (await readLines(target.rosterd!.spawnLog)).map((line) => JSON.parse(line) as { file: string; args: string[] });
+  const reloads = parseShowProc(await masterCliCommand(target.masterSocket!, 'show proc', { retryEmpty: true })).master.reloads;
   return {
-    event,
-    'Serf: listed p50': p(samples.map((s) => s.listed), 0.5),
-    'streamed p50': p(serf, 0.5),
-    p95: p(serf, 0.95),
-    'after the event p50': p(after, 0.5),
-    ' p95': p(after, 0.95),
-    '(written p50)': written.length > 0 ? p(written, 0.5) : '',
-    'total p50': p(total, 0.5),
-    '  p95': p(total, 0.95),
+    cpu: (await cpuTicks(target.rosterd!.pid)).own,
+    forks: spawns.length,
+    what: [...new Set(spawns.map((s) => [s.file, ...s.args.slice(1, 3)].join(' ')))].join('; ') || 'none',
+    reloads,
   };
 }
 
-/** utime+stime and cutime+cstime of a process, in clock ticks. */
-async function cpuTicks(pid: number): Promise<{ own: number; children: number }> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // After `pid (comm)`: state is field 3, utime 14, stime 15, cutime 16, cstime 17 (1-based, man proc).
-  const at = (n: number): number => Number(fields[n - 3]);
-  return { own: at(14) + at(15), children: at(16) + at(17) };
+// --- 3: HAProxy processes alive with long-lived responses open ---
+
+async function measureProcessesAlive(targets: Target[], nodes: NodeFactory): Promise<BenchSection> {
+  const streams = targets.map((t) => startStreams(t.port));
+  const probes = targets.map((t) => startProbe(t.port, 1));
+  const counts = targets.map(() => ({ max: 0, last: 0 }));
+  const logOffsets = await Promise.all(targets.map(async (t) => (t.rosterd ? (await t.rosterd.log()).length : 0)));
+  const reloadsBefore = await Promise.all(targets.map(costSnapshot));
+  let watching = true;
+  const watcher = (async () => {
+    while (watching) {
+      const alive = await Promise.all(targets.map(haproxyProcesses));
+      alive.forEach((n, i) => {
+        counts[i]!.max = Math.max(counts[i]!.max, n);
+        counts[i]!.last = n;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  })();
+  try {
+    // Let the streams fill up, then 25 joins and 25 graceful leaves, interleaved (+1 +2 -1 +3 -2 …), a node or
+    // two up at any time besides the lab's two.
+    await new Promise((resolve) => setTimeout(resolve, STREAM_SECONDS * 1000));
+    const up = new Map<string, BenchNode>();
+    const pending: Promise<unknown>[] = [];
+    const changes = ['+1'];
+    for (let i = 2; i <= CHANGES / 2; i++) changes.push(`+${i}`, `-${i - 1}`);
+    changes.push(`-${CHANGES / 2}`);
+    for (const change of changes) {
+      const at = Date.now();
+      const name = `c-${change.slice(1)}`;
+      if (change.startsWith('+')) pending.push(nodes.start(name).then((node) => up.set(name, node)));
+      else pending.push((async () => {
+        await waitFor(() => up.get(name), `${name} to be up`, { timeout: 20_000 });
+        await up.get(name)!.leave();
+      })());
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, at + CHANGE_EVERY_MS - Date.now())));
+    }
+    await Promise.all(pending);
+    const atEnd = await Promise.all(targets.map(haproxyProcesses));
+    const reloadsAfter = await Promise.all(targets.map(costSnapshot));
+    const streamed = await Promise.all(streams.map((s) => s.stop()));
+    const probed = await Promise.all(probes.map((p) => p.stop()));
+    const logs = await Promise.all(targets.map(async (t, i) => (t.rosterd ? (await t.rosterd.log()).slice(logOffsets[i]) : '')));
+    const reasons = [...new Set(logs.flatMap((log) => [...log.matchAll(/not through the runtime API: (.*?)\)? \{/g)].map((m) => m[1]!.replace(/\d+/g, 'N'))))];
+    return {
+      title: `HAProxy processes alive during ${CHANGES} changes (25 joins, 25 graceful leaves, one every ${CHANGE_EVERY_MS} ms) with long-lived responses open`,
+      rows: targets.map((t, i) => ({
+        load_balancer: t.name,
+        'HAProxy processes at the end': atEnd[i]!,
+        'most at once': counts[i]!.max,
+        'reloads / new processes': reloadsAfter[i]!.reloads - reloadsBefore[i]!.reloads,
+        'runtime applies / fallbacks': t.rosterd ? `${count(logs[i]!, /applied without a reload/g)} / ${count(logs[i]!, /not through the runtime API/g)}` : '',
+        'streams ok / cut': `${streamed[i]!.ok} / ${streamed[i]!.cut}`,
+        'requests / failed': `${probed[i]!.requests} / ${probed[i]!.failed}`,
+      })),
+      notes: [
+        `Processes: rosterd's load balancers count the master and its workers (current and old, from show proc); the lab scripts count every HAProxy of their config (pgrep). Long-lived responses: on each load balancer one GET /stream?seconds=${STREAM_SECONDS} every ${STREAM_EVERY_MS} ms, a line a second; "cut" ended before its last line. Streams last less than drainTimeout (10 s), so in runtime mode a removal waits for them instead of falling back to a reload. Requests: GETs back to back on fresh connections, one loop per load balancer.`,
+        `Why the runtime mode reloaded: ${reasons.join('; ') || 'it never did'}.`,
+      ],
+    };
+  } finally {
+    watching = false;
+    await watcher;
+    await Promise.all(streams.map((s) => s.stop()));
+    await Promise.all(probes.map((p) => p.stop()));
+  }
 }
 
-/** A module for `--import` that logs every child the rosterd CLI starts, one JSON line each. */
-function countSpawnsModule(logFile: string): string {
-  return `import { ChildProcess } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-if (/[\\\\/]cli[\\\\/]bin\\.js$/.test(process.argv[1] ?? '')) {
-  const spawn = ChildProcess.prototype.spawn;
-  ChildProcess.prototype.spawn = function (options) {
-    appendFileSync(${JSON.stringify(logFile)}, JSON.stringify({ at: Date.now(), file: options.file, args: options.args }) + '\\n');
-    return spawn.call(this, options);
+/** Long-lived responses, one opened every STREAM_EVERY_MS; each counted as ok when all its lines came. */
+function startStreams(port: number): { stop(): Promise<{ ok: number; cut: number }> } {
+  let ok = 0;
+  let cut = 0;
+  const open = new Set<Promise<void>>();
+  const timer = setInterval(() => {
+    const done = new Promise<void>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: `/stream?seconds=${STREAM_SECONDS}`, agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          if (text.trim().split('\n').length === STREAM_SECONDS) ok++;
+          else cut++;
+          resolve();
+        });
+        res.on('error', () => {
+          cut++;
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        cut++;
+        resolve();
+      });
+      req.end();
+    });
+    open.add(done);
+    void done.then(() => open.delete(done));
+  }, STREAM_EVERY_MS);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(open);
+      return { ok, cut };
+    },
   };
 }
-`;
+
+async function haproxyProcesses(target: Target): Promise<number> {
+  if (target.scripts) return target.scripts.processes();
+  const state = parseShowProc(await masterCliCommand(target.masterSocket!, 'show proc', { retryEmpty: true }).catch(() => ''));
+  return 1 + state.workers.length + state.oldWorkers.length;
 }
 
-async function readLines(file: string): Promise<string[]> {
-  return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+function count(text: string, pattern: RegExp): number {
+  return (text.match(pattern) ?? []).length;
 }
 
-async function countLines(file: string): Promise<number> {
-  return (await readLines(file)).length;
+// --- the reload-mode load balancer ---
+
+/** lb-node.mjs with a copy of the lab's config that has `runtime: false`, joined to the lab's cluster. */
+async function startReloadModeLb(dir: string, joinPort: number, env: NodeJS.ProcessEnv) {
+  const conf = join(dir, 'conf');
+  const run = join(dir, 'run');
+  await mkdir(conf, { recursive: true });
+  await mkdir(run, { recursive: true });
+  for (const file of ['renderer.config.ts', 'haproxy.cfg.liquid']) await copyFile(join(LAB_DIR, file), join(conf, file));
+  const config = await readFile(join(conf, 'renderer.config.ts'), 'utf8');
+  const reloadMode = config.replace('runtime: true', 'runtime: false');
+  if (reloadMode === config) throw new Error('the lab config has no `runtime: true` to turn off');
+  await writeFile(join(conf, 'renderer.config.ts'), reloadMode);
+  const [httpPort, statsPort, serfBind, serfRpc] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const logFile = join(dir, 'lb.log');
+  const out = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [join(LAB_DIR, 'lb-node.mjs')], {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: {
+      ...process.env,
+      ...env,
+      LAB_DIR: run,
+      LAB_NODE_NAME: 'lb-reload',
+      LAB_ADDR: '127.0.0.1',
+      LAB_LISTEN: '127.0.0.1',
+      LAB_HTTP_PORT: String(httpPort),
+      LAB_STATS_PORT: String(statsPort),
+      LAB_SERF_BIND: String(serfBind),
+      LAB_SERF_RPC: `127.0.0.1:${serfRpc}`,
+      LAB_SERF_JOIN: `127.0.0.1:${joinPort}`,
+      LAB_RENDERER_CONFIG: join(conf, 'renderer.config.ts'),
+    },
+  });
+  const group = child.pid!;
+  const rosterdPid = await waitFor(async () => Number(await readFile(join(run, 'rosterd.pid'), 'utf8').catch(() => '')), 'the reload-mode rosterd', { timeout: 30_000 });
+  await waitFor(async () => (await httpGet(httpPort)).status === 200, 'the reload-mode load balancer to serve', { timeout: 30_000 });
+  return {
+    httpPort,
+    rosterdPid,
+    masterSocket: join(run, 'master.sock'),
+    log: () => readFile(logFile, 'utf8').catch(() => ''),
+    async stop() {
+      process.kill(-group, 'SIGTERM');
+      await waitFor(async () => (await groupMembers(group)).length === 0, 'the reload-mode load balancer to stop', { timeout: 30_000 }).catch(() => process.kill(-group, 'SIGKILL'));
+    },
+  };
 }
 
-// --- 3: failed requests, rosterd against the lab's handler + -sf restart ---
+// --- the lab's scripts ---
 
 interface Baseline {
   httpPort: number;
+  /** Handler runs so far (each one regenerates haproxy.cfg and starts a new HAProxy). */
   restarts(): Promise<number>;
+  /** Processes one handler run forks, the agent's own fork of its shell included (counted with strace -f). */
+  processesPerRun: number;
+  processNames: string;
+  /** HAProxy processes of this config alive now. */
+  processes(): Promise<number>;
   stop(): Promise<void>;
 }
 
 /**
- * The lab's old load balancer, next to the new one in the same Serf cluster: a Serf agent whose event handler
+ * The lab's old load balancer, next to the new ones in the same Serf cluster: a Serf agent whose event handler
  * reads the member list, renders haproxy.cfg with a template CLI (rosterd's `render --once` on a member file,
  * same template), and starts a new standalone HAProxy that takes over from the old one (`-sf`).
  */
@@ -297,6 +504,8 @@ async function startBaseline(dir: string, labSerfBind: number, labSerfRpc: numbe
       templates: [{ source: join(LAB_DIR, 'haproxy.cfg.liquid'), destination: 'haproxy.cfg', env: ['LAB_DIR', 'LAB_LISTEN', 'LAB_HTTP_PORT', 'LAB_STATS_PORT'] }],
     }),
   );
+  // The template names a server state file; the scripts never fill it.
+  await writeFile(join(dir, 'server-state'), '1\n');
   // `serf members -format=json` → a rosterd member file (address without the gossip port, port from the tag).
   await writeFile(
     join(dir, 'to-members.mjs'),
@@ -322,26 +531,24 @@ echo restart >> "$DIR/restarts"
     { mode: 0o755 },
   );
   // First render and start, from the members the lab's agent knows.
-  await writeFile(join(dir, 'members.json'), '[]');
-  const first = async (): Promise<void> => {
-    const { stdout } = await execFileAsync('serf', ['members', `-rpc-addr=127.0.0.1:${labSerfRpc}`, '-status=alive', '-tag', 'role=web', '-format=json']);
-    const members = (JSON.parse(stdout) as { members: { name: string; addr: string; tags: Record<string, string> }[] }).members;
-    await writeFile(join(dir, 'members.json'), JSON.stringify(members.map((m) => ({ name: m.name, address: m.addr.replace(/:\d+$/, ''), port: Number(m.tags.port), tags: m.tags }))));
-    await execFileAsync(process.execPath, [BIN, 'render', '--once', '-c', join(dir, 'renderer.config.json')], { env });
-    await execFileAsync('haproxy', ['-D', '-f', join(dir, 'haproxy.cfg'), '-p', join(dir, 'haproxy.pid')], { env });
-  };
-  await first();
+  const { stdout } = await execFileAsync('serf', ['members', `-rpc-addr=127.0.0.1:${labSerfRpc}`, '-status=alive', '-tag', 'role=web', '-format=json']);
+  const members = (JSON.parse(stdout) as { members: { name: string; addr: string; tags: Record<string, string> }[] }).members;
+  await writeFile(join(dir, 'members.json'), JSON.stringify(members.map((m) => ({ name: m.name, address: m.addr.replace(/:\d+$/, ''), port: Number(m.tags.port), tags: m.tags }))));
+  await execFileAsync(process.execPath, [BIN, 'render', '--once', '-c', join(dir, 'renderer.config.json')], { env });
+  await execFileAsync('haproxy', ['-D', '-f', join(dir, 'haproxy.cfg'), '-p', join(dir, 'haproxy.pid')], { env });
   const agent: ChildProcess = spawn(
     'serf',
     ['agent', '-node=lb-old', `-bind=127.0.0.1:${serfBind}`, `-rpc-addr=${rpc}`, '-tag', 'role=lb', `-join=127.0.0.1:${labSerfBind}`, `-event-handler=member-join,member-leave,member-failed,member-update=${handler}`],
     { env, stdio: 'ignore' },
   );
+  const config = join(dir, 'haproxy.cfg');
   const restarts = async (): Promise<number> => (await readLines(join(dir, 'restarts'))).length;
-  // The agent's own join is an event too: wait for that restart before measuring.
-  await waitFor(async () => (await restarts()) >= 1, 'the handler to run once', { timeout: 20_000 });
-  return {
+  const baseline: Baseline = {
     httpPort,
     restarts,
+    processesPerRun: 0,
+    processNames: '',
+    processes: async () => (await execFileAsync('pgrep', ['-c', '-f', `haproxy -D -f ${config}`]).then((r) => Number(r.stdout.trim()), () => 0)),
     async stop() {
       const exited = new Promise((resolve) => agent.once('exit', resolve));
       agent.kill('SIGKILL');
@@ -349,7 +556,7 @@ echo restart >> "$DIR/restarts"
       // A handler that was running when the agent died goes on and still starts its HAProxy (daemonized, in a
       // session of its own): end the handlers first, then every HAProxy of this directory, matched by command
       // line, until neither is left.
-      const patterns = [handler, join(dir, 'haproxy.cfg')];
+      const patterns = [handler, config];
       await waitFor(
         async () => {
           for (const pattern of patterns) await execFileAsync('pkill', ['-KILL', '-f', pattern]).catch(() => undefined);
@@ -361,73 +568,47 @@ echo restart >> "$DIR/restarts"
       );
     },
   };
-}
-
-interface WrkResult {
-  requests: number;
-  socketErrors: number;
-  non2xx: number;
-}
-
-/** wrk for `seconds`, keep-alive or a new connection per request; resolves with what it counted. */
-function wrk(port: number, connections: number, seconds: number, close: boolean): Promise<WrkResult> {
-  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, ...(close ? ['-H', 'Connection: close'] : []), `http://127.0.0.1:${port}/`];
-  return execFileAsync('wrk', args, { timeout: (seconds + 30) * 1000 }).then(({ stdout }) => {
-    const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-    return {
-      requests: Number(/(\d+) requests in/.exec(stdout)?.[1] ?? Number.NaN),
-      socketErrors: errors ? errors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
-      non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0),
-    };
-  });
-}
-
-async function compareFailures(lab: Lab, baseline: Baseline): Promise<BenchSection> {
-  const lb = (await lab.status()).lb!;
-  const reloadsBefore = lb.reloads ?? 0;
-  const restartsBefore = await baseline.restarts();
-  const seconds = Math.ceil((2000 + CHANGES * CHANGE_EVERY_MS + 4000) / 1000);
-  const loads = [
-    { method: 'rosterd, master-worker reload', client: 'keep-alive, 16 connections', run: wrk(lb.httpPort, 16, seconds, false) },
-    { method: 'rosterd, master-worker reload', client: 'new connection per request, 256 connections', run: wrk(lb.httpPort, 256, seconds, true) },
-    { method: 'lab handler, restart with -sf', client: 'keep-alive, 16 connections', run: wrk(baseline.httpPort, 16, seconds, false) },
-    { method: 'lab handler, restart with -sf', client: 'new connection per request, 256 connections', run: wrk(baseline.httpPort, 256, seconds, true) },
-  ];
-  // 20 changes, one every 1.6 s (longer than Serf's coalescing, so each one is its own event): 10 joins and
-  // 10 graceful leaves, interleaved (J1 J2 L1 J3 L2 … J10 L9 L10), with at least one node up throughout.
-  const changes = ['+1', '+2'];
-  for (let i = 3; i <= CHANGES / 2; i++) changes.push(`-${i - 2}`, `+${i}`);
-  changes.push(`-${CHANGES / 2 - 1}`, `-${CHANGES / 2}`);
-  await new Promise((resolve) => setTimeout(resolve, 2000));
-  const pending: Promise<unknown>[] = [];
-  for (const change of changes) {
-    const at = Date.now();
-    const name = `c-${change.slice(1)}`;
-    pending.push(change.startsWith('+') ? lab.run(['add', name, '--no-wait']) : lab.run(['remove', name]));
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, at + CHANGE_EVERY_MS - Date.now())));
+  try {
+    // The agent's own join is an event too: wait for that restart before measuring.
+    await waitFor(async () => (await restarts()) >= 1, 'the handler to run once', { timeout: 20_000 });
+    // One more handler run, under strace, as the agent runs it (`/bin/sh -c <handler>`, input on stdin). strace
+    // follows the HAProxy the run starts into the background: it is stopped (which detaches it) once the run
+    // is over.
+    const trace = join(dir, 'handler.strace');
+    const tracer = spawn('strace', ['-f', '-qq', '-e', 'trace=clone,clone3,fork,vfork,execve', '-o', trace, '/bin/sh', '-c', `${handler} < /dev/null`], { env, stdio: 'ignore' });
+    const traceEnded = new Promise((resolve) => tracer.once('exit', resolve));
+    await waitFor(async () => (await restarts()) >= 2, 'the traced handler run', { timeout: 30_000 });
+    tracer.kill('SIGKILL');
+    await traceEnded;
+    await waitFor(async () => (await httpGet(httpPort)).status === 200, 'the lab scripts\' HAProxy to serve after the traced run', { timeout: 10_000 });
+    const traced = (await readFile(trace, 'utf8')).split('\n');
+    // Processes, not threads (node starts a few of those).
+    baseline.processesPerRun = 1 + traced.filter((l) => /\b(?:clone3?|v?fork)\(/.test(l) && !l.includes('CLONE_THREAD') && !/= -1 /.test(l)).length;
+    baseline.processNames = [...new Set(traced.flatMap((l) => /execve\("([^"]+)"/.exec(l)?.[1]?.split('/').pop() ?? []))].join(', ');
+    return baseline;
+  } catch (err) {
+    await baseline.stop();
+    throw err;
   }
-  await Promise.all(pending);
-  const results = await Promise.all(loads.map((l) => l.run));
-  const reloads = ((await lab.status()).lb?.reloads ?? 0) - reloadsBefore;
-  const restarts = (await baseline.restarts()) - restartsBefore;
-  return {
-    title: `Failed requests during ${CHANGES} membership changes (${CHANGES / 2} joins, ${CHANGES / 2} graceful leaves), both load balancers under the same load at the same time`,
-    rows: loads.map((l, i) => {
-      const r = results[i]!;
-      return {
-        method: l.method,
-        client: l.client,
-        requests: r.requests,
-        'socket errors': r.socketErrors,
-        'non-2xx': r.non2xx,
-        failed: r.socketErrors + r.non2xx,
-        'reloads / restarts': l.method.startsWith('rosterd') ? reloads : restarts,
-      };
-    }),
-    notes: [
-      `wrk, one thread per client, ${seconds} s, 4 clients at once on 2 cores; one change every ${CHANGE_EVERY_MS / 1000} s. Same template (with option idle-close-on-response) on both sides: only the way the new config is applied differs.`,
-    ],
+}
+
+/** A module for `--import` that logs every child the rosterd CLI starts to $ROSTERD_SPAWN_LOG, one JSON line each. */
+function countSpawnsModule(): string {
+  return `import { ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+const log = process.env.ROSTERD_SPAWN_LOG;
+if (log && /[\\\\/]cli[\\\\/]bin\\.js$/.test(process.argv[1] ?? '')) {
+  const spawn = ChildProcess.prototype.spawn;
+  ChildProcess.prototype.spawn = function (options) {
+    appendFileSync(log, JSON.stringify({ at: Date.now(), file: options.file, args: options.args }) + '\\n');
+    return spawn.call(this, options);
   };
+}
+`;
+}
+
+async function readLines(file: string): Promise<string[]> {
+  return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 }
 
 // Runnable alone: `node --import jiti/register bench/haproxy-lab.ts`.

@@ -9,6 +9,7 @@ const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSe
   { name: 'serf-decode', load: () => import('./serf-decode.js') },
   { name: 'dns', load: () => import('./dns.js') },
   { name: 'haproxy-lab', load: () => import('./haproxy-lab.js') },
+  { name: 'serf-idle', load: () => import('./serf-idle.js') },
   { name: 'daemon', load: () => import('./daemon.js') },
 ];
 

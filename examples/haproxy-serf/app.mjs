@@ -8,16 +8,18 @@
  * (or APP_NAME, APP_PORT, APP_HOST in the environment).
  *
  * - `GET /health` is HAProxy's health check: 200, or 503 once the app is stopping.
+ * - `GET /stream?seconds=N`: a long-lived response, one line a second for N seconds (default 10, at most 300),
+ *   like a server-sent events stream: what keeps an old HAProxy worker alive after a reload.
  * - Anything else: 200, header `X-Served-By: <name>` (percent-encoded, so that any name fits in a header)
  *   and body `served by <name>`.
  * - SIGTERM/SIGINT: a lame-duck period first. Requests are still served, but `/health` fails and every
  *   response closes its connection; once no request (other than a health check) has come for 3 s, the app
  *   stops accepting connections, finishes the requests in flight and exits 0 (after 20 s at the latest).
  *   web-node.mjs stops the app only after its Serf agent has left the cluster, but requests keep coming for a
- *   while: Serf holds member events back to coalesce them (1 to 3 s), rosterd then checks and reloads, and even
- *   after the reload an old HAProxy worker may still send here the next request of a keep-alive client that was
- *   idle until then. The template closes idle client connections after 2 s (`timeout http-keep-alive`), so 3 s
- *   without a request means no worker will send one any more.
+ *   while: the load balancer's rosterd removes the server a few hundred ms later, draining it (its requests in
+ *   flight finish here); and when that change is a reload, an old HAProxy worker may still send here the next
+ *   request of a keep-alive client that was idle until then. The template closes idle client connections after
+ *   2 s (`timeout http-keep-alive`), so 3 s without a request means no worker will send one any more.
  */
 import { createServer } from 'node:http';
 import { hostname } from 'node:os';
@@ -45,6 +47,20 @@ const server = createServer((req, res) => {
   }
   lastRequest = Date.now();
   res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-served-by': servedBy });
+  if (req.url?.startsWith('/stream')) {
+    const seconds = Math.min(300, Number(new URL(req.url, 'http://app').searchParams.get('seconds') ?? 10) || 10);
+    let sent = 0;
+    const tick = setInterval(() => {
+      lastRequest = Date.now();
+      res.write(`${name} ${++sent}\n`);
+      if (sent >= seconds) {
+        clearInterval(tick);
+        res.end();
+      }
+    }, 1000);
+    res.on('close', () => clearInterval(tick));
+    return;
+  }
   res.end(`served by ${name}\n`);
 });
 // HAProxy keeps idle connections to servers for reuse and closes them itself (pool-purge-delay, 5 s by

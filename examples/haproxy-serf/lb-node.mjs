@@ -20,7 +20,7 @@
  *   LAB_RENDERER_CONFIG  another rosterd config (default: renderer.config.ts beside this file)
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { access, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -48,6 +48,10 @@ let joinDeadline;
 /** Renders haproxy.cfg once from the agent's current members, checks it, and installs it. */
 async function renderFirstConfig() {
   await mkdir(dirname(haproxyCfg), { recursive: true });
+  // The server state file the template names: HAProxy warns when it is missing, and rosterd fills it before
+  // each reload. "1" alone is a valid, empty one (the format's version line).
+  const stateFile = template.reload.haproxy.stateFile;
+  if (stateFile) await access(stateFile).catch(() => writeFile(stateFile, '1\n'));
   const renderer = await createRenderer(config);
   const [result] = await renderer.renderOnce({ dry: true, timeout: 10_000 });
   if (result?.content === undefined) throw new Error(`first render failed: ${result?.error?.message ?? 'no result'}`);

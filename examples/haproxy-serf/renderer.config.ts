@@ -21,10 +21,8 @@ export default {
       rpcAddr: process.env.LAB_SERF_RPC ?? '127.0.0.1:7373',
       // Only web nodes: the load balancer's own agent (role=lb) is a member too.
       tags: { role: 'web' },
-      // A member event triggers a fresh `members` read this long after it; a burst costs one read.
-      resyncDelay: '100ms',
-      // The event stream can drop records under load: re-read the member list now and then anyway.
-      refreshInterval: '30s',
+      // The defaults: the member list is read 20 ms after the agent logs a membership change (a join shows
+      // within milliseconds), on every member event, and polled every second (less often on a big cluster).
     },
   },
   templates: [
@@ -34,16 +32,22 @@ export default {
       destination: `${dir}/haproxy.cfg`,
       // The only environment variables the template can read: ports and paths are the operator's choice.
       env: ['LAB_DIR', 'LAB_LISTEN', 'LAB_HTTP_PORT', 'LAB_STATS_PORT'],
-      // No `wait`: Serf already coalesces member events (about a second), and rosterd never runs two renders
-      // of a template at once, so reloads stay rare without delaying each change further.
+      // No `wait`: every change is applied at once, and rosterd never runs two renders of a template at once,
+      // so the changes that come during one are applied together right after it.
       // HAProxy validates the candidate file before it replaces haproxy.cfg; a refused file is never installed.
       // Without -q: in HAProxy 2.6, -q also hides the ALERT lines that say what is wrong and where.
       check: ['haproxy', '-c', '-f', '{{candidate}}'],
-      // The built-in reloader: `reload` on the master CLI, confirmed through `show proc` (a new worker and no
-      // failed reload); on failure the previous haproxy.cfg is put back. The bind guard refuses a candidate
-      // that adds a `bind` on an address another process holds, which would make HAProxy pause its listeners
-      // for ~2 s before failing.
-      reload: { haproxy: { masterSocket: `${dir}/master.sock`, method: 'cli', bindGuard: true } },
+      // The built-in HAProxy reloader, in runtime mode: when only server lines changed (a node joined, left or
+      // moved, a weight changed), the change goes through HAProxy's runtime API on the master CLI, with no
+      // reload and no new worker; `show servers state` must then match the file. Anything else (or a runtime
+      // error) is a reload: `reload` on the master CLI, confirmed through `show proc` (a new worker and no
+      // failed reload); on failure the previous haproxy.cfg is put back. Before each reload the servers' state
+      // is saved for the new worker (server-state-file in the template), so health checks do not start over.
+      // The bind guard refuses a candidate that adds a `bind` on an address another process holds, which would
+      // make HAProxy pause its listeners for ~2 s before failing.
+      reload: {
+        haproxy: { masterSocket: `${dir}/master.sock`, method: 'cli', bindGuard: true, runtime: true, stateFile: `${dir}/server-state` },
+      },
       timeout: '10s',
     },
   ],

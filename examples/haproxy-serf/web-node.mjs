@@ -3,7 +3,8 @@
  * A web node of the lab: the web app (app.mjs) and a Serf agent that advertises it with the tags `role=web`
  * and `port=<app port>`, run by the supervisor of lib.mjs. The app starts first, so the node is never
  * advertised before it can serve; on SIGTERM the agent leaves the cluster first (SIGINT: a graceful leave,
- * which the load balancer sees within 1 to 3 s), then the app serves until requests stop coming, and exits.
+ * which the load balancer's rosterd sees within a few hundred ms), then the app serves until requests stop
+ * coming, and exits.
  *
  * `lab.mjs add` runs this file natively; the Docker web image runs it as its entry point. Settings come from
  * the environment (all optional):

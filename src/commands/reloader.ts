@@ -1,6 +1,8 @@
 import { isHaproxyReload, type ReloadConfig } from '../config/schema.js';
 import { findBindClashes } from '../haproxy/bind-guard.js';
 import { reloadHaproxy } from '../haproxy/reload.js';
+import { applyServerChanges, verifyServers, writeServerState } from '../haproxy/runtime.js';
+import { desiredServers, diffServers, type ServerChange } from '../haproxy/server-diff.js';
 import { readCurrent } from '../output/install.js';
 import { describeCommand, runCommand } from './run.js';
 
@@ -16,6 +18,21 @@ export interface ReloadOutcome {
   output?: string;
   /** The reload may still take effect (it was triggered, not confirmed): the new file must stay. */
   keepNewFile?: boolean;
+  /** How the new content reached the program: a `reload` (the default) or HAProxy's `runtime` API. */
+  path?: 'reload' | 'runtime';
+  /** With `path: 'runtime'`: the server changes made (`add web/web-4`). */
+  applied?: string[];
+  /** Runtime mode, when it reloaded instead: why. */
+  fallback?: string;
+  /** Something went wrong on the side that did not stop the reload (a server state file not written). */
+  warning?: string;
+}
+
+/** One file a batch installed, before and after (`before` undefined: the file is new). */
+export interface FileChange {
+  path: string;
+  before: Buffer | undefined;
+  after: Buffer;
 }
 
 /**
@@ -32,24 +49,62 @@ export interface Reloader {
    * `installed` lists the files of every template this reload serves, the candidate's own destination included.
    */
   precheck?(candidate: string, installed: readonly string[]): Promise<string | undefined>;
-  run(onLine: (stream: 'stdout' | 'stderr', line: string) => void): Promise<ReloadOutcome>;
+  /**
+   * Makes the program take the installed files. `changes` lists what the batch installed, when every file of
+   * the reload was installed by it (not for a reload tried again): the HAProxy runtime mode needs it.
+   */
+  run(onLine: (stream: 'stdout' | 'stderr', line: string) => void, changes?: readonly FileChange[]): Promise<ReloadOutcome>;
+  /**
+   * Whether the running program matches the installed files, asked once after start when the first render finds
+   * the file unchanged (rosterd may have stopped between an install and its reload). Returns how they differ;
+   * undefined when they agree or it cannot tell.
+   */
+  inSync?(files: readonly string[]): Promise<string | undefined>;
 }
 
 /** Builds the reloader a template's `reload` setting describes. */
 export function createReloader(reload: ReloadConfig, options: { destination: string; timeout: number; cwd: string }): Reloader {
   if (isHaproxyReload(reload)) {
-    const { masterSocket, method, bindGuard, pidFile } = reload.haproxy;
+    const { masterSocket, method, bindGuard, pidFile, runtime, drainTimeout, stateFile } = reload.haproxy;
+    const how = method === 'cli' ? 'master CLI reload' : 'SIGUSR2';
+    /** The confirmed reload, after saving the servers' state for it when asked. */
+    const confirmedReload = async (files: readonly string[]): Promise<ReloadOutcome> => {
+      const started = performance.now();
+      let warning: string | undefined;
+      if (stateFile !== undefined) {
+        try {
+          await writeServerState(stateFile, desiredServers(await readAll(files)).servers, masterSocket, options.timeout);
+        } catch (err) {
+          warning = `server state not saved to ${stateFile}: ${(err as Error).message}`;
+        }
+      }
+      try {
+        const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout, ...(pidFile === undefined ? {} : { pidFile }) });
+        const outcome: ReloadOutcome = { ok: result.ok, reason: result.reason, durationMs: Math.round(performance.now() - started), keepNewFile: result.unconfirmed === true, path: 'reload' };
+        return warning === undefined ? outcome : { ...outcome, warning };
+      } catch (err) {
+        // The state before could not be read: nothing was triggered.
+        return { ok: false, reason: (err as Error).message, durationMs: Math.round(performance.now() - started), path: 'reload' };
+      }
+    };
     const reloader: Reloader = {
       key: `haproxy:${masterSocket}`,
-      description: `haproxy ${method === 'cli' ? 'master CLI reload' : 'SIGUSR2'} via ${masterSocket}`,
-      async run() {
+      description: `haproxy ${runtime ? `runtime API, else ${how}` : how} via ${masterSocket}`,
+      async run(_onLine, changes) {
+        const files = [...new Set([options.destination, ...(changes ?? []).map((c) => c.path)])];
+        if (!runtime) return confirmedReload(files);
         const started = performance.now();
+        const attempt = await throughRuntime(changes, { masterSocket, timeout: options.timeout, drainTimeout });
+        if (attempt.ok) return { ok: true, path: 'runtime', applied: attempt.applied, durationMs: Math.round(performance.now() - started) };
+        const outcome = await confirmedReload(files);
+        return { ...outcome, fallback: attempt.reason, durationMs: Math.round(performance.now() - started) };
+      },
+      async inSync(files) {
         try {
-          const result = await reloadHaproxy({ masterSocket, method, timeout: options.timeout, ...(pidFile === undefined ? {} : { pidFile }) });
-          return { ok: result.ok, reason: result.reason, durationMs: result.durationMs, keepNewFile: result.unconfirmed === true };
-        } catch (err) {
-          // The state before could not be read: nothing was triggered.
-          return { ok: false, reason: (err as Error).message, durationMs: Math.round(performance.now() - started) };
+          return (await verifyServers(desiredServers(await readAll(files)), masterSocket, options.timeout)).mismatch;
+        } catch {
+          // Not readable or not reachable: a reload could not help either.
+          return undefined;
         }
       },
     };
@@ -76,6 +131,38 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
       return outcome;
     },
   };
+}
+
+/**
+ * Applies a batch through HAProxy's runtime API when it changed only server lines of existing backends of one
+ * file; otherwise, or when a command fails or the result does not match the file, says why not.
+ */
+async function throughRuntime(
+  changes: readonly FileChange[] | undefined,
+  options: { masterSocket: string; timeout: number; drainTimeout: number },
+): Promise<{ ok: true; applied: string[] } | { ok: false; reason: string }> {
+  if (changes === undefined) return { ok: false, reason: 'the file that runs is not known (a failed reload is tried again)' };
+  if (changes.length !== 1) return { ok: false, reason: `${changes.length} files changed at once` };
+  const [change] = changes as [FileChange];
+  if (change.before === undefined) return { ok: false, reason: `${change.path} is new` };
+  const after = change.after.toString();
+  const diff = diffServers(change.before.toString(), after);
+  if (!diff.runtime) return { ok: false, reason: diff.reason };
+  const result = await applyServerChanges(diff.changes, desiredServers(after), options);
+  return result.ok ? { ok: true, applied: diff.changes.map(describeChange) } : { ok: false, reason: `runtime API: ${result.reason}` };
+}
+
+/** The installed files, one after the other (a missing one reads as empty). */
+async function readAll(files: readonly string[]): Promise<string> {
+  const texts = await Promise.all(files.map(async (path) => (await readCurrent(path))?.bytes.toString() ?? ''));
+  return texts.join('\n');
+}
+
+function describeChange(change: ServerChange): string {
+  const server = `${change.backend}/${change.name}`;
+  if (change.kind !== 'update') return `${change.kind} ${server}`;
+  const what = [change.host === undefined ? '' : `address ${change.host}:${change.port}`, change.weight === undefined ? '' : `weight ${change.weight}`];
+  return `set ${server} ${what.filter(Boolean).join(' ')}`;
 }
 
 /** Logs a failed command's output, line by line: streamed at debug level while it ran, it matters now. */

@@ -158,8 +158,15 @@ function selfAliases(): Record<string, string> {
 /** The HAProxy reloader's socket and pid file are paths too: relative to the config file. */
 function resolveReload(reload: ParsedTemplate['reload'], at: (path: string) => string): ParsedTemplate['reload'] {
   if (!isHaproxyReload(reload)) return reload;
-  const { masterSocket, pidFile, ...rest } = reload.haproxy;
-  return { haproxy: { ...rest, masterSocket: at(masterSocket), ...(pidFile === undefined ? {} : { pidFile: at(pidFile) }) } };
+  const { masterSocket, pidFile, stateFile, ...rest } = reload.haproxy;
+  return {
+    haproxy: {
+      ...rest,
+      masterSocket: at(masterSocket),
+      ...(pidFile === undefined ? {} : { pidFile: at(pidFile) }),
+      ...(stateFile === undefined ? {} : { stateFile: at(stateFile) }),
+    },
+  };
 }
 
 /**

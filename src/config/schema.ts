@@ -114,8 +114,11 @@ const serfSourceSchema = z
     tags: z.record(z.string(), regexSource).optional(),
     status: z.array(z.enum(MEMBER_STATUSES)).min(1).default(['alive']),
     portTag: z.string().min(1).default('port'),
-    refreshInterval: positiveDuration.optional(),
-    resyncDelay: duration.default(100),
+    /** Hints from the agent's log (`monitor`): read the member list as soon as a change is logged. */
+    monitor: z.boolean().default(true),
+    /** The poll: at most this often (less on big clusters); `false` turns it off. */
+    refreshInterval: z.union([positiveDuration, z.literal(false)]).default(1000),
+    resyncDelay: duration.default(20),
     connectTimeout: positiveDuration.default(5000),
   })
   .strict();
@@ -162,6 +165,12 @@ const haproxyReload = z
         pidFile: z.string().min(1).optional(),
         /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
         bindGuard: z.boolean().default(true),
+        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. */
+        runtime: z.boolean().default(false),
+        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. */
+        drainTimeout: positiveDuration.default(10_000),
+        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). */
+        stateFile: z.string().min(1).optional(),
       })
       .strict(),
   })

@@ -38,7 +38,17 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
   const unchanged = counter('unchanged_total', 'Renders whose content equalled the file on disk (nothing written).', 'template');
   const guarded = counter('guard_refusals_total', 'Renders refused by minMembers or maxShrink.', 'template');
   const checkFailed = counter('check_failures_total', 'Candidates rejected by the check command.', 'template');
-  const reloaded = counter('reloads_total', 'Successful reloads, counted once per template they covered.', 'template');
+  const reloaded = counter('reloads_total', 'Successful reloads, counted once per template they covered (runtime API changes are not reloads).', 'template');
+  const applied = new Counter({
+    name: `${METRIC_PREFIX}applied_total`,
+    help: 'New content taken by the running program, per template, by path: reload, or runtime (HAProxy runtime API, no reload).',
+    labelNames: ['template', 'path'],
+    registers: [registry],
+    collect() {
+      for (const template of labelValues('template')) for (const path of ['reload', 'runtime']) this.inc({ template, path }, 0);
+    },
+  });
+  const fallbacks = counter('runtime_fallbacks_total', 'Changes the HAProxy runtime mode applied with a reload instead (the log says why).', 'template');
   const reloadFailed = counter('reload_failures_total', 'Failed reloads, counted once per template they covered.', 'template');
   const errors = counter('render_errors_total', 'Other template failures (render or install errors).', 'template');
   const sourceErrors = counter('source_errors_total', 'Errors reported by a source.', 'source');
@@ -117,8 +127,12 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
     },
     guarded: (e: { template: string }) => guarded.inc({ template: e.template }),
     checkFailed: (e: { template: string }) => checkFailed.inc({ template: e.template }),
-    reloaded: (e: { templates: string[]; group: string[]; durationMs: number }) => {
-      for (const template of e.templates) reloaded.inc({ template });
+    reloaded: (e: { templates: string[]; group: string[]; durationMs: number; path: 'reload' | 'runtime'; fallback?: string }) => {
+      for (const template of e.templates) {
+        if (e.path === 'reload') reloaded.inc({ template });
+        applied.inc({ template, path: e.path });
+        if (e.fallback !== undefined) fallbacks.inc({ template });
+      }
       reloadDuration.observe({ reload: e.group.join(',') }, e.durationMs / 1000);
     },
     reloadFailed: (e: { templates: string[] }) => {

@@ -36,9 +36,11 @@ export interface RendererEvents {
   checkFailed: [event: { template: string; error: TemplateRunError }];
   /**
    * A reload ran and succeeded, once for all the templates listed. `group` names every template of the config
-   * that shares this reload, sorted: it does not change from batch to batch.
+   * that shares this reload, sorted: it does not change from batch to batch. `path` says how the new content
+   * reached the program: `reload`, or `runtime` (HAProxy's runtime API, no reload); `fallback` says why a
+   * runtime-mode reloader reloaded instead.
    */
-  reloaded: [event: { templates: string[]; group: string[]; command: string; durationMs: number }];
+  reloaded: [event: { templates: string[]; group: string[]; command: string; durationMs: number; path: 'reload' | 'runtime'; fallback?: string }];
   /**
    * A reload failed; each template's previous file was restored unless `rollback: false` or the reload may still
    * take effect. A file left in place is reloaded again by its next render, even when it is unchanged.

@@ -33,7 +33,7 @@ export interface TemplateMemory {
 export type StepOutcome =
   | { status: 'unchanged'; members: number }
   | { status: 'dry'; members: number; changed: boolean; content: string; diff: string }
-  | { status: 'installed'; members: number; previous: CurrentFile | undefined; backupPath?: string }
+  | { status: 'installed'; members: number; previous: CurrentFile | undefined; content: Buffer; backupPath?: string }
   | { status: 'failed'; members: number; error: RosterdError; stage: 'render' | 'guard' | 'check' | 'install' };
 
 /** Renders and installs one template from the current snapshots. Never throws for an expected failure. */
@@ -123,7 +123,7 @@ export async function renderAndInstall(
   try {
     const installed = await candidate.commit();
     remember(memory, memberIds, bytes);
-    const outcome: StepOutcome = { status: 'installed', members: count, previous: current };
+    const outcome: StepOutcome = { status: 'installed', members: count, previous: current, content: bytes };
     if (installed.backupPath) outcome.backupPath = installed.backupPath;
     return outcome;
   } catch (err) {

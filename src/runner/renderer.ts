@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { createReloader, logFailedOutput, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
+import { createReloader, logFailedOutput, type FileChange, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
@@ -47,6 +47,8 @@ interface TemplateRuntime {
   attempted: boolean;
   /** Stale temporary files next to the destination were looked for (once per runtime, before its first write). */
   swept: boolean;
+  /** Whether the running program was compared with an unchanged file since start (`Reloader.inSync`). */
+  syncChecked: boolean;
   /** The last render's error, undefined after a success (written or unchanged). */
   lastError: RosterdError | undefined;
   /** Written or found unchanged at least once since start. */
@@ -61,6 +63,8 @@ interface ReloadItem {
   t: TemplateRuntime;
   /** What to put back when the reload fails; undefined when nothing may be restored (a retried reload). */
   restore: { previous: CurrentFile | undefined } | undefined;
+  /** What the batch installed; undefined for a retried reload. */
+  change: FileChange | undefined;
 }
 
 /**
@@ -292,6 +296,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
         memory: memories.get(t.name) ?? {},
         attempted: false,
         swept: false,
+        syncChecked: false,
         lastError: undefined,
         ok: false,
         running: false,
@@ -392,12 +397,13 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const reloads = new Map<string, { reloader: Reloader; items: ReloadItem[] }>();
     for (const { t, outcome } of results) {
       if (!t.reloader || !options.reload) continue;
-      // An unchanged file whose last reload failed is reloaded again: the file may not be what runs.
+      if (outcome.status === 'installed') t.syncChecked = true;
+      // An unchanged file whose last reload failed is reloaded again, and so is one that is not what runs.
       const item: ReloadItem | undefined =
         outcome.status === 'installed'
-          ? { t, restore: { previous: outcome.previous } }
-          : outcome.status === 'unchanged' && t.memory.reloadPending
-            ? { t, restore: undefined }
+          ? { t, restore: { previous: outcome.previous }, change: { path: t.config.destination, before: outcome.previous?.bytes, after: outcome.content } }
+          : outcome.status === 'unchanged' && (t.memory.reloadPending || (await this.outOfSync(t)))
+            ? { t, restore: undefined, change: undefined }
             : undefined;
       if (!item) continue;
       const group = reloads.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
@@ -425,6 +431,19 @@ export class Renderer extends EventEmitter<RendererEvents> {
     t.swept = true;
     const removed = await removeStaleTemporaries(t.config.destination, t.config.timeout > 0 ? 2 * t.config.timeout : 3_600_000).catch(() => []);
     if (removed.length > 0) t.log.info({ removed }, `removed ${removed.length} temporary file(s) left by an earlier run next to ${t.config.destination}`);
+  }
+
+  /**
+   * After start, the first time a template's file is found unchanged: does the program run what it says?
+   * rosterd may have been stopped after an install and before the reload (or runtime change) that followed.
+   */
+  private async outOfSync(t: TemplateRuntime): Promise<boolean> {
+    if (t.syncChecked || !t.reloader?.inSync) return false;
+    t.syncChecked = true;
+    const difference = await t.reloader.inSync(t.reloadGroup);
+    if (difference === undefined) return false;
+    t.log.warn(`the running program does not match ${t.config.destination} (${difference}): applying it again`);
+    return true;
   }
 
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */
@@ -480,7 +499,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const group = items[0]!.t.reloadGroupNames;
     const log = this.logger.child({ template: names.join(','), command: 'reload' });
     const previousLock = this.reloadLocks.get(reloader.key) ?? Promise.resolve();
-    const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line)));
+    const changes = items.every((item) => item.change) ? items.map((item) => item.change!) : undefined;
+    const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line), changes));
     const lock = run.catch(() => undefined);
     this.reloadLocks.set(reloader.key, lock);
     let outcome: ReloadOutcome;
@@ -491,12 +511,23 @@ export class Renderer extends EventEmitter<RendererEvents> {
     } finally {
       if (this.reloadLocks.get(reloader.key) === lock) this.reloadLocks.delete(reloader.key);
     }
+    if (outcome.warning) log.warn(outcome.warning);
+    const path = outcome.path ?? 'reload';
     if (outcome.ok) {
       for (const { t } of items) t.memory.reloadPending = false;
-      log.info({ durationMs: outcome.durationMs }, `reloaded: ${reloader.description}`);
-      this.emit('reloaded', { templates: names, group, command: reloader.description, durationMs: outcome.durationMs });
+      if (path === 'runtime') {
+        const applied = outcome.applied ?? [];
+        log.info({ durationMs: outcome.durationMs, path, changes: applied.length }, `applied without a reload, through the HAProxy runtime API: ${applied.join(', ') || 'no server change'}`);
+      } else {
+        const why = outcome.fallback === undefined ? '' : ` (not through the runtime API: ${outcome.fallback})`;
+        log.info({ durationMs: outcome.durationMs, path }, `reloaded: ${reloader.description}${why}`);
+      }
+      const event: RendererEvents['reloaded'][0] = { templates: names, group, command: reloader.description, durationMs: outcome.durationMs, path };
+      if (outcome.fallback !== undefined) event.fallback = outcome.fallback;
+      this.emit('reloaded', event);
       return undefined;
     }
+    if (outcome.fallback !== undefined) log.warn({ path }, `not applied through the runtime API: ${outcome.fallback}`);
     logFailedOutput(log, outcome.output);
     // A reload that was triggered but not confirmed may still take effect: the file must match what runs.
     const keep = outcome.keepNewFile === true;

@@ -121,13 +121,16 @@ export interface SerfMembersFilter {
 /** The agent's `stats`: section (`agent`, `runtime`, `serf`, `tags`…) → key → value, all strings. */
 export type SerfStats = Record<string, Record<string, string>>;
 
-/** An open event stream. */
+/** An open event stream or log monitor. */
 export interface SerfStream {
   /** The `Seq` the agent tags this stream's records with. */
   readonly seq: number;
   /** Stops the stream. Records the agent had already queued are read and dropped. */
   stop(): Promise<void>;
 }
+
+/** The levels a log monitor can ask for, from the most to the least verbose. */
+export type SerfLogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERR';
 
 /** Events of a `SerfClient`. */
 export interface SerfClientEvents {
@@ -147,7 +150,8 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
   readonly #scanner = new MsgpackScanner();
   #seq = 0;
   readonly #pending = new Map<number, Pending>();
-  readonly #streams = new Map<number, (event: SerfStreamEvent) => void>();
+  /** Open streams and monitors by Seq: how to parse one of their records, and whom to give it to. */
+  readonly #streams = new Map<number, StreamHandler>();
   /** Streams that were stopped: their queued records may still arrive and are dropped. */
   readonly #stopped = new Set<number>();
   /** The last header received, and whether its body has been seen. */
@@ -239,16 +243,18 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
    * when the client reads too slowly. `onEvent` is called for each record; it must not throw.
    */
   async stream(types: string | readonly string[], onEvent: (event: SerfStreamEvent) => void): Promise<SerfStream> {
-    const seq = this.#nextSeq();
-    // Registered before the request goes out: the agent may send a record before its reply.
-    this.#streams.set(seq, onEvent);
-    try {
-      await this.#request('stream', { Type: typeof types === 'string' ? types : types.join(',') }, ignoreBody, seq);
-    } catch (err) {
-      this.#streams.delete(seq);
-      throw err;
-    }
-    return { seq, stop: () => this.stop(seq) };
+    const handler: StreamHandler = { parse: parseStreamEvent, deliver: onEvent as (record: unknown) => void };
+    return this.#openStream('stream', { Type: typeof types === 'string' ? types : types.join(',') }, handler);
+  }
+
+  /**
+   * Streams the agent's log lines at `level` and above (`monitor`), whatever level the agent itself logs at.
+   * The agent first replays the recent lines it keeps (up to 512), then sends each new one as it is written.
+   * Log text differs between Serf versions: use it as a hint, not as data. `onLine` must not throw.
+   */
+  async monitor(level: SerfLogLevel, onLine: (line: string) => void): Promise<SerfStream> {
+    const handler: StreamHandler = { parse: parseLogRecord, deliver: onLine as (record: unknown) => void };
+    return this.#openStream('monitor', { LogLevel: level }, handler);
   }
 
   /** Stops the stream (or monitor) with this `Seq`. Always succeeds on the agent's side. */
@@ -303,6 +309,19 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
   }
 
   // --- internal ---
+
+  async #openStream(command: 'stream' | 'monitor', body: object, handler: StreamHandler): Promise<SerfStream> {
+    const seq = this.#nextSeq();
+    // Registered before the request goes out: the agent may send a record before its reply.
+    this.#streams.set(seq, handler);
+    try {
+      await this.#request(command, body, ignoreBody, seq);
+    } catch (err) {
+      this.#streams.delete(seq);
+      throw err;
+    }
+    return { seq, stop: () => this.stop(seq) };
+  }
 
   #nextSeq(): number {
     do {
@@ -384,12 +403,12 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
       this.#settle(pending, last.error, body);
       return;
     }
-    const onEvent = this.#streams.get(last.seq);
+    const handler = this.#streams.get(last.seq);
     // Otherwise the body belongs to a stopped stream, or to a reply the command table says has none: dropped.
-    if (onEvent === undefined) return;
-    const event = parseStreamEvent(body);
+    if (handler === undefined) return;
+    const record = handler.parse(body);
     try {
-      onEvent(event);
+      handler.deliver(record);
     } catch (err) {
       // A handler's bug must not cost the rest of the chunk; surface it as a listener error would be.
       process.nextTick(() => {
@@ -468,6 +487,7 @@ const COMMANDS = {
   members: { requestBody: false, replyBody: true },
   'members-filtered': { requestBody: true, replyBody: true },
   stream: { requestBody: true, replyBody: false },
+  monitor: { requestBody: true, replyBody: false },
   stop: { requestBody: true, replyBody: false },
   join: { requestBody: true, replyBody: true },
   leave: { requestBody: false, replyBody: false },
@@ -481,6 +501,12 @@ const COMMANDS = {
 const BARE_ERRORS = new Set(['Handshake required', 'Authentication required', 'Unsupported command']);
 
 const MEMBER_EVENTS = new Set<string>(['member-join', 'member-leave', 'member-failed', 'member-update', 'member-reap']);
+
+/** A stream's or monitor's records: parsed (a malformed one is a protocol error), then delivered. */
+interface StreamHandler {
+  parse: (body: unknown) => unknown;
+  deliver: (record: unknown) => void;
+}
 
 interface Pending {
   command: Command;
@@ -565,6 +591,11 @@ function parseStreamEvent(raw: unknown): SerfStreamEvent {
     return { event, id: num(raw.ID, 'ID'), ltime: num(raw.LTime, 'LTime'), name: text(raw.Name, 'Name'), payload: bytesOrNull(raw.Payload) };
   }
   throw new Error(`unknown stream record type ${JSON.stringify(event)}`);
+}
+
+function parseLogRecord(raw: unknown): string {
+  if (!isMap(raw)) throw new Error('a log record is not a map');
+  return text(raw.Log, 'Log');
 }
 
 function parseStats(body: unknown): SerfStats {

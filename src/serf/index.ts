@@ -25,6 +25,7 @@ export type {
   SerfMembersFilter,
   SerfStats,
   SerfStream,
+  SerfLogLevel,
 } from './client.js';
 export { SerfError } from './errors.js';
 export type { SerfErrorReason } from './errors.js';

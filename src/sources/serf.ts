@@ -7,9 +7,16 @@ import { MEMBER_STATUSES, type Member, type MemberStatus, type Source, type Sour
 /**
  * The `serf` source: the members of a Serf cluster, as seen by one agent over its RPC port.
  *
- * The agent's event stream cannot be trusted as state (it never replays, may drop records, and re-sends
- * stale `member-update`s), so events only trigger a debounced `members` call, and that reply is the whole
- * truth. After any loss of the connection the source reconnects with backoff and starts over from a fresh
+ * The `members` reply is the only truth. Three things say when to read it:
+ * - **hints** from the agent's own log (`monitor`): the agent logs a membership change the moment it learns
+ *   of it (a join within milliseconds), long before its event stream lets the event go (about a second of
+ *   coalescing). Only lines of the `serf:` component that name a membership change count, never the agent's
+ *   RPC lines (it logs its own replies, which would trigger a read for ever). Log text differs between Serf
+ *   versions, so a line is only ever a reason to look;
+ * - the **event stream**, which every Serf version has, though late;
+ * - a **poll**, for what neither shows and as the fallback when the log says nothing the source recognises;
+ *   on a big cluster it runs less often, so that reading the list costs a bounded share of the time.
+ * After any loss of the connection the source reconnects with backoff and starts over from a fresh
  * `members`; while it cannot look, it reports the error and emits nothing.
  */
 
@@ -28,9 +35,18 @@ export interface SerfSourceOptions {
   status: MemberStatus[];
   /** The tag that holds a member's service port. A value that is not a decimal integer gets the member dropped. Default `port`. */
   portTag: string;
-  /** Milliseconds between full refreshes on top of the event-driven ones, to recover from dropped events. Off when absent. */
-  refreshInterval?: number;
-  /** Milliseconds to wait after a member event before refreshing, so a burst of events costs one `members` call. */
+  /**
+   * Read the agent's log (`monitor` at DEBUG level, whatever level the agent logs at) for membership changes,
+   * and read the member list as soon as one is logged. Default true (the schema's default too).
+   */
+  monitor?: boolean;
+  /**
+   * Poll: the least number of milliseconds between two reads of the member list when nothing else triggers
+   * one. On a big cluster the poll waits longer, so that it takes at most 2% of the time. Off when absent or
+   * false; the schema's default is 1000.
+   */
+  refreshInterval?: number | false;
+  /** Milliseconds to wait after a hint or a member event before reading, so a burst costs one `members` call. */
   resyncDelay: number;
   /** Milliseconds allowed for connecting, handshake and auth. */
   connectTimeout: number;
@@ -38,6 +54,20 @@ export interface SerfSourceOptions {
 
 /** The member events that can change the roster; each one triggers a refresh. */
 const MEMBER_EVENTS = 'member-join,member-leave,member-failed,member-update,member-reap';
+/**
+ * A log line of the `serf:` component that announces a membership change: `[INFO] serf: EventMemberJoin: web-1
+ * 10.0.0.5`, `[DEBUG] serf: messageLeaveType: web-1` (a graceful leave, ~0.1 s after it started). The prefix
+ * before the level holds no `[`, so text inside a line (a member name, an RPC dump) cannot pass for one.
+ */
+const MEMBERSHIP_LINE = /^[^[]*\[[A-Z]+\] serf: ((?:EventMember(?:Join|Leave|Failed|Update|Reap)|message(?:Join|Leave)Type)\b.*)$/;
+/** Gossip re-sends join and leave intents a few times: the same intent within this many ms is one change. */
+const INTENT_REPEAT_MS = 1000;
+/** Hint-triggered reads take at most this share of the time (a storm of changes on a big cluster). */
+const HINT_SHARE = 0.25;
+/** Polls take at most this share of the time. */
+const POLL_SHARE = 0.02;
+/** A change the log did not announce within this many ms means the source does not recognise its lines. */
+const HINT_WINDOW_MS = 2000;
 /** Reconnect delays: doubling from the first to the last, with jitter. */
 const BACKOFF_FIRST = 250;
 const BACKOFF_LAST = 10_000;
@@ -50,6 +80,8 @@ const createSerfSource = ((name, options, context) => {
   const log = context.logger;
   const address = options.rpcAddr;
   const authKey = options.authKey || undefined;
+  const useMonitor = options.monitor ?? true;
+  const pollInterval = options.refreshInterval || undefined;
 
   let onSnapshot: ((members: Member[]) => void) | undefined;
   let onError: ((err: Error) => void) | undefined;
@@ -61,9 +93,20 @@ const createSerfSource = ((name, options, context) => {
   let lastReported: string | undefined;
   let reconnectTimer: NodeJS.Timeout | undefined;
   let resyncTimer: NodeJS.Timeout | undefined;
-  let intervalTimer: NodeJS.Timeout | undefined;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let missTimer: NodeJS.Timeout | undefined;
   let refreshing = false;
   let refreshAgain = false;
+  /** When the last read ended and how long it took (performance.now() ms): what the next one may cost. */
+  let lastRead = { end: 0, duration: 0 };
+  /** Names and statuses of the last reply on this connection: tells whether a read found a change. */
+  let lastFingerprint: string | undefined;
+  /** When the last membership line came, and when each recent join/leave intent did. */
+  let lastHintAt = Number.NEGATIVE_INFINITY;
+  const recentIntents = new Map<string, number>();
+  /** Said once per source: whether the log's lines are recognised. */
+  let hintsSeen = false;
+  let hintsMissed = false;
   /** Every promise still running (connects, refreshes, closes): `stop()` waits for them. */
   const tasks = new Set<Promise<unknown>>();
 
@@ -72,7 +115,7 @@ const createSerfSource = ((name, options, context) => {
     void task.finally(() => tasks.delete(task)).catch(() => {});
   };
 
-  /** Connects, opens the event stream, then takes the first snapshot. */
+  /** Connects, opens the event stream and the log monitor, then takes the first snapshot. */
   async function connect(): Promise<void> {
     const abort = new AbortController();
     connecting = abort;
@@ -90,50 +133,136 @@ const createSerfSource = ((name, options, context) => {
       return;
     }
     client = next;
+    lastFingerprint = undefined;
     log.debug({ rpcAddr: address }, 'connected to the Serf agent');
     next.on('close', (err) => {
       if (client === next) lose(err ?? new SerfError('closed', `the connection to the Serf agent at ${address} was closed`));
     });
     try {
-      // The stream first: events between the two requests then trigger a refresh instead of being missed.
-      await next.stream(MEMBER_EVENTS, scheduleResync);
-      await refresh(next);
+      // Triggers first: changes between these requests and the first read then lead to another read.
+      await next.stream(MEMBER_EVENTS, () => scheduleResync());
+      if (useMonitor) await openMonitor(next);
     } catch (err) {
       if (client === next) lose(err);
+      return;
     }
+    // This read covers every hint so far, the replayed lines included.
+    clearTimeout(resyncTimer);
+    resyncTimer = undefined;
+    await runResync();
+  }
+
+  /**
+   * Opens the log monitor. The agent replays its recent lines first: they are hints like any other, so they
+   * cost at most one more read (they arrive together, while the first read runs).
+   */
+  async function openMonitor(from: SerfClient): Promise<void> {
+    try {
+      await from.monitor('DEBUG', onLogLine);
+    } catch (err) {
+      // An agent that refuses the monitor still has the stream and the poll; the connection is fine.
+      if (!(err instanceof SerfError) || err.reason !== 'agent') throw err;
+      if (!hintsMissed) log.warn({ rpcAddr: address }, `the Serf agent refused to stream its log (${err.agentError}); changes are seen through its event stream and the poll only`);
+      hintsMissed = true;
+    }
+  }
+
+  function onLogLine(line: string): void {
+    const match = MEMBERSHIP_LINE.exec(line);
+    if (!match) return;
+    const now = performance.now();
+    const what = match[1]!;
+    if (what.startsWith('message')) {
+      const seen = recentIntents.get(what);
+      recentIntents.set(what, now);
+      if (recentIntents.size > 1000) for (const [key, at] of recentIntents) if (now - at > INTENT_REPEAT_MS) recentIntents.delete(key);
+      if (seen !== undefined && now - seen < INTENT_REPEAT_MS) return;
+    }
+    lastHintAt = now;
+    if (!hintsSeen) {
+      hintsSeen = true;
+      log.debug({ rpcAddr: address }, "the Serf agent's log announces membership changes: the member list is read on each");
+    }
+    scheduleResync();
   }
 
   /** Takes a `members` snapshot and emits it, filtered. */
   async function refresh(from: SerfClient): Promise<void> {
+    const started = performance.now();
     const members = await from.members();
     if (client !== from) return;
+    noteChange(members, started);
     const kept = members.filter((m) => filters.keep(m)).map((m) => toMember(m, name, options.portTag));
     if (failures > 0 || lastReported !== undefined) log.info({ rpcAddr: address, members: kept.length }, 'Serf agent reachable again');
     failures = 0;
     lastReported = undefined;
-    if (options.refreshInterval !== undefined && intervalTimer === undefined) {
-      intervalTimer = setInterval(runResync, options.refreshInterval);
-    }
     // Untrusted raw members (a port may still be a string): the snapshot gate validates them.
     onSnapshot?.(kept as unknown as Member[]);
+    // The cost of a read: the reply, its decoding, and what the gate did with it (the render comes later).
+    const end = performance.now();
+    lastRead = { end, duration: end - started };
+    schedulePoll();
   }
 
+  /**
+   * A read that found a change the log did not announce (no membership line shortly before or after) means
+   * this agent's lines are not the ones this source knows: say so once. Nothing else changes: the stream and
+   * the poll go on as always.
+   */
+  function noteChange(members: readonly SerfMember[], readAt: number): void {
+    // Sorted: the agent lists members in the order of a Go map, which changes from one reply to the next.
+    const fingerprint = members
+      .map((m) => `${m.name}\0${m.status}`)
+      .sort()
+      .join('\n');
+    const changed = lastFingerprint !== undefined && fingerprint !== lastFingerprint;
+    lastFingerprint = fingerprint;
+    if (!changed || !useMonitor || hintsMissed || missTimer !== undefined) return;
+    if (readAt - lastHintAt < HINT_WINDOW_MS) return;
+    missTimer = setTimeout(() => {
+      missTimer = undefined;
+      if (lastHintAt > readAt - HINT_WINDOW_MS || hintsMissed) return;
+      hintsMissed = true;
+      log.warn(
+        { rpcAddr: address },
+        `the Serf agent's log did not announce a membership change (its log lines differ from the ones this source knows); changes are seen through the event stream and ${pollInterval === undefined ? 'on reconnects' : `a poll every ${pollInterval} ms or more`}`,
+      );
+    }, HINT_WINDOW_MS);
+  }
+
+  /** A read soon, after `resyncDelay`, and never so soon after the last one that reads take more than HINT_SHARE. */
   function scheduleResync(): void {
     if (resyncTimer !== undefined || client === undefined) return;
+    if (refreshing) {
+      // A change during a read may not be in its reply: read once more afterwards.
+      refreshAgain = true;
+      return;
+    }
+    const earliest = lastRead.end + lastRead.duration * (1 / HINT_SHARE - 1) - performance.now();
     resyncTimer = setTimeout(() => {
       resyncTimer = undefined;
       runResync();
-    }, options.resyncDelay);
+    }, Math.max(options.resyncDelay, earliest));
   }
 
-  /** Refreshes now, or once more after the refresh under way. */
-  function runResync(): void {
+  /** The next poll, counted from the last read of any kind, and longer when reads are costly. */
+  function schedulePoll(): void {
+    clearTimeout(pollTimer);
+    pollTimer = undefined;
+    if (pollInterval === undefined) return;
+    pollTimer = setTimeout(() => {
+      pollTimer = undefined;
+      runResync();
+    }, Math.max(pollInterval, lastRead.duration / POLL_SHARE));
+  }
+
+  /** Refreshes now, or once more after the refresh under way. Never rejects: a failed read loses the connection. */
+  function runResync(): Promise<void> | undefined {
     const from = client;
-    if (from === undefined) return;
+    if (from === undefined) return undefined;
     if (refreshing) {
-      // An event during a refresh may not be in its reply: refresh once more afterwards.
       refreshAgain = true;
-      return;
+      return undefined;
     }
     refreshing = true;
     const task = refresh(from)
@@ -148,6 +277,7 @@ const createSerfSource = ((name, options, context) => {
         }
       });
     track(task);
+    return task;
   }
 
   /** The connection is gone or unusable: report, drop it, and reconnect later. Keeps the last snapshot. */
@@ -174,8 +304,9 @@ const createSerfSource = ((name, options, context) => {
   function clearTimers(): void {
     clearTimeout(reconnectTimer);
     clearTimeout(resyncTimer);
-    clearInterval(intervalTimer);
-    reconnectTimer = resyncTimer = intervalTimer = undefined;
+    clearTimeout(pollTimer);
+    clearTimeout(missTimer);
+    reconnectTimer = resyncTimer = pollTimer = missTimer = undefined;
   }
 
   const source: Source = {
@@ -220,8 +351,10 @@ function validateOptions(name: string, options: SerfSourceOptions): { keep: (mem
     throw invalid('status', `expected a non-empty list of ${MEMBER_STATUSES.join(', ')}, got ${JSON.stringify(options.status)}`);
   }
   if (typeof options.portTag !== 'string' || options.portTag === '') throw invalid('portTag', 'expected a non-empty string');
-  if (options.refreshInterval !== undefined && !(options.refreshInterval > 0 && Number.isFinite(options.refreshInterval))) {
-    throw invalid('refreshInterval', `expected a positive number of milliseconds, got ${options.refreshInterval}`);
+  if (options.monitor !== undefined && typeof options.monitor !== 'boolean') throw invalid('monitor', `expected true or false, got ${JSON.stringify(options.monitor)}`);
+  const interval = options.refreshInterval;
+  if (interval !== undefined && interval !== false && !(interval > 0 && Number.isFinite(interval))) {
+    throw invalid('refreshInterval', `expected a positive number of milliseconds or false, got ${interval}`);
   }
   if (!(options.resyncDelay >= 0 && Number.isFinite(options.resyncDelay))) {
     throw invalid('resyncDelay', `expected a number of milliseconds, got ${options.resyncDelay}`);

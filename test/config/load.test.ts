@@ -57,7 +57,7 @@ describe('loadConfig', () => {
       { sources: { c: { type: 'serf' }, d: { type: 'dns', name: '_x._tcp.example' } }, templates: [{ contents: 'x', destination: 'a' }] },
       { baseDir: dir },
     );
-    expect(config.sources.c).toMatchObject({ rpcAddr: '127.0.0.1:7373', status: ['alive'], portTag: 'port', resyncDelay: 100 });
+    expect(config.sources.c).toMatchObject({ rpcAddr: '127.0.0.1:7373', status: ['alive'], portTag: 'port', monitor: true, resyncDelay: 20, refreshInterval: 1000 });
     expect(config.sources.d).toMatchObject({ record: 'SRV', interval: 5000, timeout: 2000 });
   });
 

@@ -1,89 +1,22 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import msgpack from 'msgpack-lite';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SourceError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { SerfClient, SerfError } from '../../src/serf/index.js';
-import createSerfSource from '../../src/sources/serf.js';
+import createSerfSource, { type SerfSourceOptions } from '../../src/sources/serf.js';
+import { fakeAgent, header, reply, type FakeAgent, type Request } from '../helpers/fake-serf.js';
 import { serfMemberRecord } from '../helpers/serf-wire.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
- * A fake agent for what a real one will not do: garbage, cut replies, missing bodies, unknown Seqs.
- * It decodes requests with msgpack-lite's own stream decoder and pairs headers with bodies from its own
- * statement of which requests carry one, so it also checks what the client sends.
+ * The client and the source against a fake agent (test/helpers/fake-serf.ts), for what a real one will not do:
+ * garbage, cut replies, missing bodies, unknown Seqs.
  */
 
-const REQUEST_HAS_BODY = new Set(['handshake', 'auth', 'members-filtered', 'stream', 'stop', 'join', 'force-leave', 'tags', 'event']);
-
-interface Request {
-  command: string;
-  seq: number;
-  body?: unknown;
-}
-
-interface FakeAgent {
-  address: string;
-  /** Every request received, across connections. */
-  requests: Request[];
-  /** Every value received, in order. */
-  values: unknown[];
-  /** Every byte received, for checks on the encoding. */
-  received(): Buffer;
-  close(): Promise<void>;
-}
-
-const header = (seq: number, error = '') => msgpack.encode({ Seq: seq, Error: error });
-const reply = (seq: number, body?: unknown) => (body === undefined ? header(seq) : Buffer.concat([header(seq), msgpack.encode(body)]));
 const member = (name: string) => serfMemberRecord(name);
-
-/** Starts a fake agent. It answers the handshake itself; `onRequest` handles everything after it. */
-async function fakeAgent(onRequest: (request: Request, socket: Socket) => void): Promise<FakeAgent> {
-  const requests: Request[] = [];
-  const values: unknown[] = [];
-  const chunks: Buffer[] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    const decoder = msgpack.Decoder(); // typed as a factory; it also works without `new`
-    let waiting: Request | undefined;
-    const handle = (request: Request) => {
-      requests.push(request);
-      if (request.command === 'handshake') socket.write(reply(request.seq));
-      else onRequest(request, socket);
-    };
-    decoder.on('data', (value: Record<string, unknown>) => {
-      values.push(value);
-      if (waiting) {
-        const request = { ...waiting, body: value };
-        waiting = undefined;
-        handle(request);
-        return;
-      }
-      const request = { command: String(value.Command), seq: Number(value.Seq) };
-      if (REQUEST_HAS_BODY.has(request.command)) waiting = request;
-      else handle(request);
-    });
-    socket.on('data', (chunk) => {
-      chunks.push(chunk);
-      decoder.decode(chunk);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    address: `127.0.0.1:${port}`,
-    requests,
-    values,
-    received: () => Buffer.concat(chunks),
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 describe('SerfClient against a misbehaving agent', () => {
   const cleanups: (() => Promise<void>)[] = [];
@@ -248,6 +181,23 @@ describe('SerfClient against a misbehaving agent', () => {
     expect(client.closed).toBe(false);
   });
 
+  it('delivers monitor lines (each a header and a {Log} body), with the replay that comes before its reply', async () => {
+    let seq = 0;
+    const line = (text: string) => Buffer.concat([header(seq), msgpack.encode({ Log: text })]);
+    const { agent, client } = await setup((request, socket) => {
+      if (request.command === 'monitor') {
+        seq = request.seq;
+        socket.write(Buffer.concat([line('replayed'), reply(request.seq), line('live')]));
+      } else if (request.command === 'members') socket.write(reply(request.seq, { Members: [] }));
+    });
+    const lines: string[] = [];
+    await client.monitor('DEBUG', (text) => lines.push(text));
+    await waitFor(() => lines.length === 2, 'two log lines');
+    expect(lines).toEqual(['replayed', 'live']);
+    expect(agent.requests.find((r) => r.command === 'monitor')?.body).toEqual({ LogLevel: 'DEBUG' });
+    expect(await client.members()).toEqual([]);
+  });
+
   it('treats a malformed reply body as a protocol error', async () => {
     const { client, closed } = await setup((request, socket) => socket.write(reply(request.seq, { Members: [{ Name: 42 }] })));
     await expect(client.members()).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/Name is not a string/) });
@@ -302,10 +252,10 @@ describe('the serf source against a fake agent', () => {
 
   const event = (seq: number, name: string) => Buffer.concat([header(seq), msgpack.encode({ Event: 'member-join', Members: [member(name)] })]);
 
-  async function watch(agent: FakeAgent) {
+  async function watch(agent: FakeAgent, options: Partial<SerfSourceOptions> = {}, logger = silentLogger()) {
     const snapshots: string[][] = [];
     const errors: Error[] = [];
-    const source = createSerfSource('cluster', { rpcAddr: agent.address, status: ['alive'], portTag: 'port', resyncDelay: 50, connectTimeout: 2000 }, { logger: silentLogger() });
+    const source = createSerfSource('cluster', { rpcAddr: agent.address, status: ['alive'], portTag: 'port', resyncDelay: 50, connectTimeout: 2000, ...options }, { logger });
     await source.start(
       (members) => snapshots.push(members.map((m) => m.name)),
       (err) => errors.push(err),
@@ -320,7 +270,8 @@ describe('the serf source against a fake agent', () => {
       if (request.command === 'stream') {
         stream = { seq: request.seq, socket };
         socket.write(reply(request.seq));
-      } else if (request.command === 'members') socket.write(reply(request.seq, { Members: [member('x')] }));
+      } else if (request.command === 'monitor') socket.write(reply(request.seq));
+      else if (request.command === 'members') socket.write(reply(request.seq, { Members: [member('x')] }));
     });
     cleanups.push(agent.close);
     const watched = await watch(agent);
@@ -337,11 +288,123 @@ describe('the serf source against a fake agent', () => {
     expect(watched.errors).toEqual([]);
   });
 
+  /** A fake agent whose `monitor` can be fed lines; `members` answers with `list()`, after `delay` ms. */
+  async function loggingAgent(list: () => string[], options: { delay?: number; replay?: string[] } = {}) {
+    let monitor: { seq: number; socket: Socket } | undefined;
+    const agent = await fakeAgent((request, socket) => {
+      if (request.command === 'stream') socket.write(reply(request.seq));
+      else if (request.command === 'monitor') {
+        monitor = { seq: request.seq, socket };
+        const replay = (options.replay ?? []).map((text) => Buffer.concat([header(request.seq), msgpack.encode({ Log: text })]));
+        socket.write(Buffer.concat([reply(request.seq), ...replay]));
+      } else if (request.command === 'members') {
+        const answer = () => socket.write(reply(request.seq, { Members: list().map(member) }));
+        if (options.delay) setTimeout(answer, options.delay);
+        else answer();
+      }
+    });
+    cleanups.push(agent.close);
+    return {
+      agent,
+      reads: () => agent.requests.filter((r) => r.command === 'members').length,
+      log: (...lines: string[]) => {
+        for (const text of lines) monitor!.socket.write(Buffer.concat([header(monitor!.seq), msgpack.encode({ Log: text })]));
+      },
+      monitoring: () => monitor !== undefined,
+    };
+  }
+
+  const at = '2026/01/02 03:04:05';
+
+  it('reads the member list on membership lines of the log only, not on RPC or other lines', async () => {
+    let names = ['x'];
+    const fake = await loggingAgent(() => names);
+    const watched = await watch(fake.agent, { resyncDelay: 10 });
+    await waitFor(() => watched.snapshots.length === 1 && fake.monitoring(), 'the first snapshot');
+    expect(fake.reads()).toBe(1);
+    // What the agent logs about its own RPC traffic, member names inside other lines, other components.
+    fake.log(
+      `${at} [DEBUG] agent.ipc: Request: members serf: EventMemberJoin: y`,
+      `${at} [INFO] agent.ipc: Accepted client: 127.0.0.1:5000`,
+      `Members: []interface {}{"serf: EventMemberJoin: y"}`,
+      `${at} [DEBUG] memberlist: Stream connection from=127.0.0.1:4000`,
+      `${at} [INFO] agent: Received event: member-join`,
+    );
+    names = ['x', 'y'];
+    fake.log(`${at} [INFO] serf: EventMemberJoin: y 127.0.0.1`);
+    await waitFor(() => JSON.stringify(watched.snapshots.at(-1)) === '["x","y"]', 'y from the hint');
+    expect(fake.reads()).toBe(2);
+    // A graceful leave shows first as a DEBUG intent; gossip repeats it, and a repeat within a second is one change.
+    names = ['x'];
+    fake.log(`${at} [DEBUG] serf: messageLeaveType: y`);
+    await waitFor(() => JSON.stringify(watched.snapshots.at(-1)) === '["x"]', 'y gone on the leave intent');
+    fake.log(`${at} [DEBUG] serf: messageLeaveType: y`, `${at} [DEBUG] serf: messageLeaveType: y`);
+    // A barrier: the next real line's read is the fourth, so the repeats caused none.
+    fake.log(`${at} [INFO] serf: EventMemberUpdate: x`);
+    await waitFor(() => fake.reads() === 4, 'the read after the barrier');
+    expect(fake.reads()).toBe(4);
+    expect(watched.errors).toEqual([]);
+  });
+
+  it('takes the 512 replayed lines of the monitor as one more read at most', async () => {
+    const replay = Array.from({ length: 512 }, (_, i) => `${at} [INFO] serf: EventMemberJoin: n${i} 10.0.0.1`);
+    const fake = await loggingAgent(() => ['x'], { replay });
+    const watched = await watch(fake.agent, { resyncDelay: 10 });
+    await waitFor(() => watched.snapshots.length === 1, 'the first snapshot');
+    // A barrier after the replay: its read comes last, so everything before it is counted.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fake.log(`${at} [INFO] serf: EventMemberUpdate: x`);
+    const before = fake.reads();
+    await waitFor(() => fake.reads() === before + 1, 'the read after the barrier');
+    expect(before).toBeLessThanOrEqual(2);
+  });
+
+  it('says once when a change came that the log did not announce, and goes on polling', async () => {
+    let names = ['x'];
+    const fake = await loggingAgent(() => names);
+    const lines: string[] = [];
+    const logs = new Writable({ write: (chunk, _, done) => (lines.push(String(chunk)), done()) });
+    const watched = await watch(fake.agent, { refreshInterval: 50 }, pino({ level: 'info' }, logs));
+    await waitFor(() => watched.snapshots.length === 1, 'the first snapshot');
+    // Lines in a format the source does not know: only the poll sees the changes.
+    names = ['x', 'y'];
+    fake.log(`${at} [INFO] serf: MemberJoined y`);
+    await waitFor(() => watched.snapshots.at(-1)?.includes('y'), 'the poll to see y');
+    names = ['x', 'y', 'z'];
+    await waitFor(() => watched.snapshots.at(-1)?.includes('z'), 'the poll to see z');
+    const warning = await waitFor(() => lines.find((line) => line.includes('did not announce')), 'the warning', { timeout: 5000 });
+    expect(JSON.parse(warning)).toMatchObject({ level: 40, rpcAddr: fake.agent.address });
+    names = ['x'];
+    await waitFor(() => JSON.stringify(watched.snapshots.at(-1)) === '["x"]', 'the poll to see y and z go');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(lines.filter((line) => line.includes('did not announce'))).toHaveLength(1);
+  });
+
+  it('takes members listed in another order (the agent iterates a Go map) for no change', async () => {
+    let replies = 0;
+    const fake = await loggingAgent(() => (replies++ % 2 === 0 ? ['x', 'y', 'z'] : ['z', 'x', 'y']));
+    const lines: string[] = [];
+    const logs = new Writable({ write: (chunk, _, done) => (lines.push(String(chunk)), done()) });
+    await watch(fake.agent, { refreshInterval: 50 }, pino({ level: 'info' }, logs));
+    await waitFor(() => fake.reads() >= 10, 'ten polls');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(lines.filter((line) => line.includes('did not announce'))).toEqual([]);
+  });
+
+  it('polls less often when reading the member list is costly', async () => {
+    // Each read takes 100 ms: polls then take at most 2% of the time, one every 5 s, whatever refreshInterval says.
+    const fake = await loggingAgent(() => ['x'], { delay: 100 });
+    const watched = await watch(fake.agent, { refreshInterval: 50, monitor: false });
+    await waitFor(() => watched.snapshots.length === 1, 'the first snapshot');
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(fake.reads()).toBe(1);
+  });
+
   it('drops a connection that sends garbage, reports it, reconnects and takes a fresh snapshot', async () => {
     const connections = new Set<Socket>();
     const agent = await fakeAgent((request, socket) => {
       connections.add(socket);
-      if (request.command === 'stream') socket.write(reply(request.seq));
+      if (request.command === 'stream' || request.command === 'monitor') socket.write(reply(request.seq));
       else if (request.command === 'members') socket.write(connections.size === 1 ? Buffer.from([0xc1, 0xc1, 0xc1]) : reply(request.seq, { Members: [member('x')] }));
     });
     cleanups.push(agent.close);

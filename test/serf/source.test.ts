@@ -129,6 +129,32 @@ describe('serf source against real agents', () => {
     expect(onEvents.names()).toEqual(expect.arrayContaining(['a', 'b', 'c']));
   });
 
+  it("sees a join and a graceful leave from the agent's log, before its event stream, with the agent logging at warn", async () => {
+    const quiet = await start({ name: 'quiet', join: [a.bindAddr], config: { log_level: 'warn' } });
+    const streamed = new Map<string, number>();
+    const watcher = await SerfClient.connect({ address: quiet.rpcAddr });
+    await watcher.stream('member-join,member-leave,member-failed', (event) => {
+      // Under load a leave can reach this agent as a failure: either one is its event.
+      const kind = event.event === 'member-failed' ? 'member-leave' : event.event;
+      if ('members' in event) for (const m of event.members) if (m.name === 'f' && !streamed.has(kind)) streamed.set(kind, performance.now());
+    });
+    // No poll: only the log's hints and the stream can make it look.
+    const watched = await watch(quiet, { refreshInterval: false, monitor: true });
+    await waitFor(() => watched.names().includes('quiet'), 'the first snapshot', EVENT_WAIT);
+    const f = await start({ name: 'f', join: [a.bindAddr] });
+    const joined = await waitFor(() => watched.names().includes('f') && performance.now(), 'f to appear', EVENT_WAIT);
+    const joinEvent = await waitFor(() => streamed.get('member-join'), "the stream's member-join", EVENT_WAIT);
+    expect(joined).toBeLessThan(joinEvent);
+    const leaving = f.stop('SIGINT');
+    const left = await waitFor(() => !watched.names().includes('f') && performance.now(), 'f to go', EVENT_WAIT);
+    const leaveEvent = await waitFor(() => streamed.get('member-leave'), "the stream's member-leave", EVENT_WAIT);
+    expect(left).toBeLessThan(leaveEvent);
+    await leaving;
+    await watcher.close();
+    // A graceful leave, so that the other tests never see it as alive while its failure is being detected.
+    await quiet.stop('SIGINT');
+  });
+
   it('filters by status and by tag patterns that must match the whole value (missing tag = "")', async () => {
     const web = await watch(a, { tags: { role: 'web' } });
     const webOrDb = await watch(a, { tags: { role: 'db|web' } });
