@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import msgpack from 'msgpack-lite';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Daemon } from '../helpers/cli.js';
 import { startDnsmasq } from '../helpers/dnsmasq.js';
+import { fakeAgent, header } from '../helpers/fake-serf.js';
 import { HAPROXY_BIN } from '../helpers/haproxy.js';
 import { serfMemberRecord } from '../helpers/serf-wire.js';
 import { freePort } from '../helpers/ports.js';
@@ -67,49 +68,25 @@ async function writeMembers(members: { name: string; address: string }[]): Promi
 }
 
 /**
- * A fake Serf agent that answers like a real one (handshake, stream, members: `a`, then `web-1`…) until
+ * A fake Serf agent that answers like a real one (stream, monitor, members: `a`, then `web-1`…) until
  * `attack()` writes the given bytes to every connection. Real agents never send such bytes; that is why it is a fake.
  */
 async function fakeSerfAgent(memberCount = 1): Promise<{ address: string; connections: () => number; attack(bytes: Buffer): void; close(): Promise<void> }> {
   // Encoded once: the same reply to every `members`.
-  const membersBody = msgpack.encode({ Members: Array.from({ length: memberCount }, (_, i) => serfMemberRecord(i === 0 ? 'a' : `web-${i}`, { addr: [10, ((i + 1) >> 16) & 255, ((i + 1) >> 8) & 255, (i + 1) & 255] })) });
+  const membersReply = msgpack.encode({ Members: Array.from({ length: memberCount }, (_, i) => serfMemberRecord(i === 0 ? 'a' : `web-${i}`, { addr: [10, ((i + 1) >> 16) & 255, ((i + 1) >> 8) & 255, (i + 1) & 255] })) });
   const sockets = new Set<Socket>();
-  let connections = 0;
-  const withBody = new Set(['handshake', 'auth', 'members-filtered', 'stream', 'stop']);
-  const server = createServer((socket) => {
-    connections++;
+  const agent = await fakeAgent((request, socket) => {
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    const decoder = msgpack.Decoder();
-    let waiting: { command: string; seq: number } | undefined;
-    const answer = (request: { command: string; seq: number }): void => {
-      const header = msgpack.encode({ Seq: request.seq, Error: '' });
-      socket.write(request.command === 'members' ? Buffer.concat([header, membersBody]) : header);
-    };
-    decoder.on('data', (value: Record<string, unknown>) => {
-      if (waiting) {
-        answer(waiting);
-        waiting = undefined;
-        return;
-      }
-      const request = { command: String(value.Command), seq: Number(value.Seq) };
-      if (withBody.has(request.command)) waiting = request;
-      else answer(request);
-    });
-    socket.on('data', (chunk: Buffer) => decoder.decode(chunk));
+    socket.once('close', () => sockets.delete(socket));
+    socket.write(request.command === 'members' ? Buffer.concat([header(request.seq), membersReply]) : header(request.seq));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
-    connections: () => connections,
+    address: agent.address,
+    connections: () => agent.requests.filter((r) => r.command === 'handshake').length,
     attack: (bytes) => {
       for (const socket of sockets) socket.write(bytes);
     },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: () => agent.close(),
   };
 }
 

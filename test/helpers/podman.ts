@@ -240,7 +240,16 @@ CMD ["node"]
           () => [],
         );
       for (const container of new Set([...containers, ...(await labelled(['ps', '-a', '--format', '{{.Names}}']))])) {
-        if (await exists('container', container)) await attempt(exec(['rm', '-f', '-t', '2', container], { timeout: 60_000 }));
+        // A container that is stopping as it is removed makes `rm` fail ("container state improper"): try again,
+        // and count it as left behind only when it is still there.
+        for (let tries = 1; await exists('container', container); tries++) {
+          const removed = await exec(['rm', '-f', '-t', '2', container], { timeout: 60_000 }).then((): true => true, (err: Error) => err);
+          if (removed !== true && tries === 3) {
+            problems.push(removed.message);
+            break;
+          }
+          if (removed !== true) await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
       }
       for (const network of new Set([...networks, ...(await labelled(['network', 'ls', '--format', '{{.Name}}']))])) {
         if (await exists('network', network)) await attempt(exec(['network', 'rm', '-f', network]));
