@@ -31,7 +31,7 @@ export interface TemplateMemory {
 }
 
 export type StepOutcome =
-  | { status: 'unchanged'; members: number }
+  | { status: 'unchanged'; members: number; content: Buffer }
   | { status: 'dry'; members: number; changed: boolean; content: string; diff: string }
   | { status: 'installed'; members: number; previous: CurrentFile | undefined; content: Buffer; backupPath?: string }
   | { status: 'failed'; members: number; error: RosterdError; stage: 'render' | 'guard' | 'check' | 'install' };
@@ -81,7 +81,7 @@ export async function renderAndInstall(
   if (!changed) {
     // Nothing to write, so nothing to guard; and this is now the baseline for maxShrink.
     if (!options.dry) remember(memory, memberIds, bytes);
-    return options.dry ? { status: 'dry', members: count, changed, content, diff: '' } : { status: 'unchanged', members: count };
+    return options.dry ? { status: 'dry', members: count, changed, content, diff: '' } : { status: 'unchanged', members: count, content: bytes };
   }
 
   // maxShrink compares with what this process installed, as long as the file is still that; a file replaced
@@ -116,6 +116,7 @@ export async function renderAndInstall(
       const error = new TemplateRunError('E_CHECK_FAILED', template.name, `check ${result.command} ${commandFailure(result)}; ${template.destination} left as it was`, {
         exitCode: result.exitCode,
         timedOut: result.timedOut,
+        output: result.output,
       });
       return fail('check', error);
     }
