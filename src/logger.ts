@@ -15,10 +15,11 @@ export interface LoggerOptions {
 }
 
 /**
- * Paths that must never reach a log line. Source options are logged at start-up; the Serf `authKey` is the
- * secret among them.
+ * Paths that must never reach a log line, should a source's options be logged: the Serf `authKey` and the
+ * etcd `password` (at the top level of a log object, or up to three levels down).
  */
-const REDACT = ['authKey', '*.authKey', '*.*.authKey', 'options.authKey', 'config.sources.*.authKey'];
+const SECRETS = ['authKey', 'password'];
+const REDACT = SECRETS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`, `*.*.*.${key}`, `config.sources.*.${key}`, `config.sources.*.*.${key}`]);
 
 /** Creates the process logger. Components take `logger.child({ source })` or `logger.child({ template })`. */
 export function createLogger(options: LoggerOptions = {}): Logger {

@@ -1,0 +1,189 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from './ports.js';
+import { tempDir } from './tmp.js';
+import { waitFor } from './wait.js';
+
+/**
+ * Real `etcd` servers (Debian's etcd-server) for tests, on 127.0.0.1 with free ports and a temporary data
+ * directory each: one node, or a cluster of several. A node can be killed and started again on the same
+ * ports and data. Readiness is etcd's own `/health` (true once the member has a leader). `etcdctl` runs
+ * against them for setup and for changes made behind the code under test.
+ */
+
+const run = promisify(execFile);
+
+/** One etcd member. */
+export interface EtcdNode {
+  name: string;
+  /** `http://127.0.0.1:P`, for clients. */
+  endpoint: string;
+  clientPort: number;
+  peerPort: number;
+  /** The process id while it runs. */
+  readonly pid: number | undefined;
+  /** The member's output since it last started, for diagnostics. */
+  output(): string;
+  /** SIGKILL (a crash) and waits for the exit. Harmless when it does not run. */
+  kill(): Promise<void>;
+  /** Starts the member again on the same ports and data directory, and waits until it is healthy. */
+  restart(): Promise<void>;
+}
+
+/** A running cluster (of one node or more). */
+export interface EtcdCluster {
+  nodes: EtcdNode[];
+  /** Every member's client endpoint, as the `endpoints` option takes them. */
+  endpoints: string[];
+  /** Runs `etcdctl` against the members that run (as root once auth is on, or as `user`: `name:password`); resolves with its stdout. */
+  etcdctl(args: readonly string[], options?: { user?: string }): Promise<string>;
+  /** The member that is the leader now (asks each running member). */
+  leader(): Promise<EtcdNode>;
+  /** The cluster's current revision. */
+  revision(): Promise<number>;
+  /** Creates `root` and `username` (read-write on everything), and enables auth. */
+  enableAuth(username: string, password: string): Promise<void>;
+  /** Kills every member and removes their data. */
+  cleanup(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+let clusters = 0;
+
+// A test run that dies before its afterAll must not leave etcd behind.
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** The password the root user gets when a test enables auth. */
+export const ROOT_PASSWORD = 'root-secret';
+
+/** Starts a cluster of `size` members and resolves once every member is healthy. */
+export async function startEtcdCluster(size = 1, options: { readyTimeout?: number } = {}): Promise<EtcdCluster> {
+  const dir = await tempDir('rosterd-etcd-');
+  const token = `rosterd-test-${process.pid}-${++clusters}`;
+  const specs = [];
+  for (let i = 1; i <= size; i++) specs.push({ name: `etcd${i}`, clientPort: await freePort(), peerPort: await freePort() });
+  const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
+  const readyTimeout = options.readyTimeout ?? 20_000;
+  let rootPassword: string | undefined;
+
+  const nodes = specs.map((spec): EtcdNode & { start(): void; healthy(): Promise<void> } => {
+    let child: ChildProcess | undefined;
+    let exited: Promise<void> = Promise.resolve();
+    let output = '';
+    const args = [
+      `--name=${spec.name}`,
+      `--data-dir=${join(dir.path, spec.name)}`,
+      `--listen-client-urls=http://127.0.0.1:${spec.clientPort}`,
+      `--advertise-client-urls=http://127.0.0.1:${spec.clientPort}`,
+      `--listen-peer-urls=http://127.0.0.1:${spec.peerPort}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${spec.peerPort}`,
+      `--initial-cluster=${initialCluster}`,
+      `--initial-cluster-token=${token}`,
+      '--initial-cluster-state=new',
+      '--logger=zap',
+      '--log-level=warn',
+    ];
+    const node = {
+      ...spec,
+      endpoint: `http://127.0.0.1:${spec.clientPort}`,
+      get pid() {
+        return child?.exitCode === null && child.signalCode === null ? child.pid : undefined;
+      },
+      output: () => output,
+      start() {
+        output = '';
+        const started = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        child = started;
+        running.add(started);
+        started.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        started.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        exited = new Promise((resolve) => started.once('exit', () => (running.delete(started), resolve())));
+      },
+      async healthy() {
+        try {
+          await waitFor(
+            async () => {
+              if (node.pid === undefined) throw new Error(`etcd ${spec.name} exited:\n${output}`);
+              const response = await fetch(`${node.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+              return ((await response.json()) as { health?: string }).health === 'true';
+            },
+            `etcd ${spec.name} to be healthy on ${node.endpoint}`,
+            { timeout: readyTimeout, interval: 50 },
+          );
+        } catch (err) {
+          throw new Error(`${(err as Error).message}\n--- etcd output ---\n${output}`, { cause: err });
+        }
+      },
+      async kill() {
+        if (node.pid !== undefined) child!.kill('SIGKILL');
+        await exited;
+      },
+      async restart() {
+        await node.kill();
+        node.start();
+        await node.healthy();
+      },
+    };
+    return node;
+  });
+
+  const etcdctl: EtcdCluster['etcdctl'] = async (args, { user } = {}) => {
+    const endpoints = nodes.filter((n) => n.pid !== undefined).map((n) => n.endpoint);
+    const credentials = user ?? (rootPassword === undefined ? undefined : `root:${rootPassword}`);
+    const auth = credentials === undefined ? [] : [`--user=${credentials}`];
+    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...auth, ...args], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+    return stdout;
+  };
+
+  const cluster: EtcdCluster = {
+    nodes,
+    endpoints: nodes.map((n) => n.endpoint),
+    etcdctl,
+    async leader() {
+      return waitFor(
+        async () => {
+          for (const node of nodes) {
+            if (node.pid === undefined) continue;
+            const { stdout } = await run('etcdctl', [`--endpoints=${node.endpoint}`, 'endpoint', 'status', '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
+            // IDs are 64-bit: compared as text, JSON.parse would round them.
+            const member = /"member_id":(\d+)/.exec(stdout)?.[1];
+            if (member !== undefined && member === /"leader":(\d+)/.exec(stdout)?.[1]) return node;
+          }
+          return undefined;
+        },
+        'a leader',
+        { timeout: 15_000, interval: 100 },
+      );
+    },
+    async revision() {
+      const [status] = JSON.parse(await etcdctl(['endpoint', 'status', '-w', 'json'])) as { Status: { header: { revision: number } } }[];
+      return Number(status!.Status.header.revision);
+    },
+    async enableAuth(username, password) {
+      await etcdctl(['user', 'add', `root:${ROOT_PASSWORD}`]);
+      await etcdctl(['user', 'grant-role', 'root', 'root']);
+      await etcdctl(['user', 'add', `${username}:${password}`]);
+      await etcdctl(['user', 'grant-role', username, 'root']);
+      await etcdctl(['auth', 'enable']);
+      rootPassword = ROOT_PASSWORD;
+    },
+    async cleanup() {
+      await Promise.all(nodes.map((n) => n.kill()));
+      await dir.cleanup();
+    },
+  };
+
+  for (const node of nodes) node.start();
+  try {
+    await Promise.all(nodes.map((n) => n.healthy()));
+  } catch (err) {
+    await cluster.cleanup();
+    throw err;
+  }
+  return cluster;
+}
