@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Debian packages and npm packages), then runs the whole check:
-# type-check, lint, and every test against real serf, haproxy and dnsmasq on 127.0.0.1.
+# type-check, lint, and every test against real serf, haproxy, dnsmasq and etcd on 127.0.0.1.
 # Ends with one plain line: "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(serf haproxy dnsmasq-base procps wrk)
+packages=(serf haproxy dnsmasq-base etcd-server etcd-client procps wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { RosterdError } from '../errors.js';
+import { registerAnnounce } from './commands/announce.js';
 import { registerMembers } from './commands/members.js';
 import { registerRender } from './commands/render.js';
 import { registerRun } from './commands/run.js';
@@ -19,7 +20,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     exitCode = code;
   };
   const program = new Command('rosterd')
-    .description('Render config files from live membership (Serf, DNS, a member file), install them safely, reload.')
+    .description('Render config files from live membership (Serf, DNS, etcd, a member file), install them safely, reload.')
     .version(VERSION, '-V, --version')
     .option('-c, --config <file>', 'config file (default: renderer.config.{ts,js,yaml,json} or .rendererrc* in the working directory)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
@@ -27,7 +28,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerRun, registerRender, registerValidate, registerMembers]) register(program, io, setExit);
+  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerAnnounce]) register(program, io, setExit);
   for (const command of program.commands) command.exitOverride();
 
   try {

@@ -1,6 +1,7 @@
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { createEtcdClient, describeEtcdError, type EtcdClientOptions } from '../etcd/client.js';
 import { parseEtcdEndpoints } from '../etcd/endpoints.js';
+import { decodeMember } from '../etcd/member.js';
 import { SourceError } from '../errors.js';
 import { jitteredBackoff } from './backoff.js';
 import type { Member, Source, SourceFactory } from './types.js';
@@ -40,7 +41,7 @@ const BACKOFF_LAST = 10_000;
 const AUTH_RETRY_DELAY = 60_000;
 
 /** A key as the source holds it: a raw member for the snapshot gate, or why its value is not one. */
-type Entry = { member: Record<string, unknown>; problem?: undefined } | { member?: undefined; problem: string };
+type Entry = ReturnType<typeof decodeMember>;
 
 /** Creates an `etcd` source. Throws a `SourceError` (not retryable) when an option is invalid. */
 const createEtcdSource = ((name, options, context) => {
@@ -136,7 +137,7 @@ const createEtcdSource = ((name, options, context) => {
     clearImmediate(emitTimer);
     emitTimer = undefined;
     const members: Record<string, unknown>[] = [];
-    for (const entry of entries.values()) if (entry.member !== undefined) members.push(entry.member);
+    for (const entry of entries.values()) if ('member' in entry) members.push(entry.member);
     // Untrusted raw members: the snapshot gate validates them.
     onSnapshot?.(members as unknown as Member[]);
   }
@@ -194,9 +195,9 @@ const createEtcdSource = ((name, options, context) => {
   /** Sets one key from its value, and warns when its value is newly refused (compared with `previous`). */
   function setEntry(kv: IKeyValue, previous: Map<string, string>): void {
     const key = kv.key.toString('utf8');
-    const entry = decodeEntry(key.slice(prefix.length), kv.value);
+    const entry = decodeMember(key.slice(prefix.length), kv.value);
     entries.set(key, entry);
-    if (entry.problem === undefined) {
+    if (!('problem' in entry)) {
       warned.delete(key);
       return;
     }
@@ -235,26 +236,6 @@ const createEtcdSource = ((name, options, context) => {
 export default createEtcdSource;
 
 // --- internal ---
-
-/**
- * A key's value as a raw member: a JSON object, named after the key unless it names itself. Anything else
- * is refused here, with a reason that names no value (values are untrusted and may hold anything); the
- * snapshot gate checks the member's fields.
- */
-function decodeEntry(keyName: string, value: Buffer): Entry {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value.toString('utf8'));
-  } catch {
-    return { problem: value.length === 0 ? 'the value is empty, not a JSON member object' : 'the value is not valid JSON' };
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    return { problem: `the value is ${Array.isArray(parsed) ? 'an array' : parsed === null ? 'null' : `a ${typeof parsed}`}, not a JSON member object` };
-  }
-  const member = { ...(parsed as Record<string, unknown>) };
-  if (member.name === undefined) member.name = keyName;
-  return { member };
-}
 
 /** Checks the options; returns the parsed endpoints. */
 function validateOptions(name: string, options: EtcdSourceOptions): string[] {
