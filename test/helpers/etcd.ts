@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
@@ -40,6 +41,8 @@ export interface EtcdCluster {
   etcdctl(args: readonly string[], options?: { user?: string }): Promise<string>;
   /** The member that is the leader now (asks each running member). */
   leader(): Promise<EtcdNode>;
+  /** Makes `node` the leader (`etcdctl move-leader`), and waits until it is. */
+  moveLeader(node: EtcdNode): Promise<void>;
   /** The cluster's current revision. */
   revision(): Promise<number>;
   /** Creates `root` and `username` (read-write on everything), and enables auth. */
@@ -55,6 +58,29 @@ let clusters = 0;
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
+
+/**
+ * The member this process holds a client connection to (the code under test picked one of the endpoints):
+ * its sockets (`/proc/self/fd`) matched with the TCP table by inode.
+ */
+export async function connectedMember(cluster: EtcdCluster): Promise<EtcdNode | undefined> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode) inodes.add(inode);
+  }
+  const table = await readFile('/proc/net/tcp', 'utf8');
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    // local_address rem_address st ... inode (field 9); state 01 is ESTABLISHED.
+    if (fields.length < 10 || fields[3] !== '01' || !inodes.has(fields[9]!)) continue;
+    const port = Number.parseInt(fields[2]!.split(':')[1]!, 16);
+    const node = cluster.nodes.find((n) => n.clientPort === port);
+    if (node) return node;
+  }
+  return undefined;
+}
 
 /** The password the root user gets when a test enables auth. */
 export const ROOT_PASSWORD = 'root-secret';
@@ -159,6 +185,16 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
         'a leader',
         { timeout: 15_000, interval: 100 },
       );
+    },
+    async moveLeader(node) {
+      const current = await cluster.leader();
+      if (current === node) return;
+      // `member list -w simple` prints IDs in hex, as move-leader takes them.
+      const line = (await etcdctl(['member', 'list'])).split('\n').find((l) => l.includes(`, ${node.name}, `));
+      const id = line?.split(',')[0]?.trim();
+      if (!id) throw new Error(`no member ID for ${node.name}`);
+      await run('etcdctl', [`--endpoints=${current.endpoint}`, ...(rootPassword === undefined ? [] : [`--user=root:${rootPassword}`]), 'move-leader', id], { env: { ...process.env, ETCDCTL_API: '3' } });
+      await waitFor(async () => (await cluster.leader()) === node, `${node.name} to lead`, { timeout: 15_000 });
     },
     async revision() {
       const [status] = JSON.parse(await etcdctl(['endpoint', 'status', '-w', 'json'])) as { Status: { header: { revision: number } } }[];
