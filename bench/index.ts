@@ -9,6 +9,7 @@ const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSe
   { name: 'serf-decode', load: () => import('./serf-decode.js') },
   { name: 'haproxy-lab', load: () => import('./haproxy-lab.js') },
   { name: 'daemon', load: () => import('./daemon.js') },
+  { name: 'etcd', load: () => import('./etcd.js') },
 ];
 
 const only = process.argv.slice(2);

@@ -1,4 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
@@ -174,6 +176,28 @@ describe('a three-member cluster', () => {
     await waitFor(() => r.names().join() === 'web-1,web-2', 'the change after the quorum came back', { timeout: 30_000 });
     for (const snapshot of r.snapshots) expect(snapshot.length).toBeGreaterThan(0);
   }, 90_000);
+});
+
+describe('the etcd client is loaded only when a source starts', () => {
+  it('not by the CLI, the config schema, or building the source', async () => {
+    const main = new URL('../../dist/cli/main.js', import.meta.url).href;
+    const script = `
+      import { createRequire } from 'node:module';
+      const { main } = await import(${JSON.stringify(main)});
+      const { createSource } = await import(${JSON.stringify(new URL('../../dist/sources/index.js', import.meta.url).href)});
+      const { loadConfig } = await import(${JSON.stringify(new URL('../../dist/config/load.js', import.meta.url).href)});
+      const { silentLogger } = await import(${JSON.stringify(new URL('../../dist/logger.js', import.meta.url).href)});
+      const config = await loadConfig({ sources: { web: { type: 'etcd', prefix: '/x/' } }, templates: [{ contents: 'x', destination: 'out' }] });
+      createSource('web', config.sources.web, silentLogger());
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).filter((f) => f.includes('/node_modules/etcd3/') || f.includes('/node_modules/@grpc/')).length;
+      const before = loaded();
+      // The check itself can see the client once it is loaded.
+      await import('etcd3');
+      console.log(JSON.stringify([before, loaded() > 0]));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    expect(JSON.parse(stdout)).toEqual([0, true]);
+  });
 });
 
 describe('options', () => {
