@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(serf haproxy dnsmasq-base etcd-server etcd-client procps wrk)
+packages=(serf haproxy dnsmasq-base etcd-server etcd-client openssl procps wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Etcd3, IOptions } from 'etcd3';
 
@@ -113,7 +114,7 @@ export interface EtcdFailure {
 }
 
 /** Explains an error from the etcd client (or from `createEtcdClient`). */
-export function describeEtcdError(err: unknown, options: Pick<EtcdClientOptions, 'requestTimeout' | 'auth'>): EtcdFailure {
+export function describeEtcdError(err: unknown, options: Pick<EtcdClientOptions, 'requestTimeout' | 'auth' | 'tls'>): EtcdFailure {
   const message = err instanceof Error ? err.message : String(err);
   const etcd = loaded;
   if (err instanceof EtcdSetupError || etcd === undefined) return { reason: message, retryable: !(err instanceof EtcdSetupError), noLeader: false };
@@ -123,29 +124,76 @@ export function describeEtcdError(err: unknown, options: Pick<EtcdClientOptions,
   if (/etcdserver: (?:user name is empty|authentication is not enabled)/.test(message)) return { reason: `etcd: ${message.replace(/^.*etcdserver: /, '')}`, retryable: false, noLeader: false };
   if (/no leader/.test(message)) return { reason: 'etcd has no leader (too few members are up for a quorum, or this member is cut off)', retryable: true, noLeader: true };
   if (err instanceof etcd.GRPCDeadlineExceededError) return { reason: `etcd did not answer within ${options.requestTimeout} ms`, retryable: true, noLeader: false };
-  if (err instanceof Error && err.name === 'BrokenCircuitError') return { reason: 'no etcd endpoint answered (each failed several times in a row; trying again)', retryable: true, noLeader: false };
-  // gRPC's "14 UNAVAILABLE: No connection established. Last error: ..." reads better without its code.
-  return { reason: `etcd unreachable: ${message.replace(/^\d+ [A-Z_]+: /, '')}`, retryable: true, noLeader: false };
+  if ((err as { isBrokenCircuitError?: unknown }).isBrokenCircuitError === true) return { reason: 'no etcd endpoint answered (each failed several times in a row; trying again)', retryable: true, noLeader: false };
+  const cause = connectionCause(message);
+  // A refused certificate is a setup to fix: not retried soon, and the next client reads the TLS files again.
+  const tls = describeTlsFailure(cause, options.tls);
+  if (tls !== undefined) return { reason: tls, retryable: false, noLeader: false };
+  return { reason: `etcd unreachable: ${cause}`, retryable: true, noLeader: false };
 }
 
 // --- internal ---
 
+/** Reads the password and TLS files; a file that cannot be read, or is not what it should be, is named now. */
 async function readClientFiles(options: EtcdClientOptions): Promise<{ password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer }> {
-  const read = async (what: string, path: string | undefined): Promise<Buffer | undefined> => {
+  const certificate = { is: 'a PEM certificate', parse: (pem: Buffer) => new X509Certificate(pem) };
+  const privateKey = { is: 'a PEM private key (without a passphrase)', parse: (pem: Buffer) => createPrivateKey(pem) };
+  const read = async (what: string, path: string | undefined, expected?: typeof certificate | typeof privateKey): Promise<Buffer | undefined> => {
     if (path === undefined) return undefined;
+    let contents: Buffer;
     try {
-      return await readFile(path);
+      contents = await readFile(path);
     } catch (err) {
       throw new EtcdSetupError(`cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
+    try {
+      expected?.parse(contents);
+    } catch {
+      throw new EtcdSetupError(`the ${what} ${path} is not ${expected!.is}`);
+    }
+    return contents;
   };
   const [passwordFile, ca, cert, key] = await Promise.all([
     read('password file', options.auth?.passwordFile),
-    read('CA file (tls.ca)', options.tls?.ca),
-    read('certificate file (tls.cert)', options.tls?.cert),
-    read('key file (tls.key)', options.tls?.key),
+    read('CA file', options.tls?.ca, certificate),
+    read('client certificate', options.tls?.cert, certificate),
+    read('client key', options.tls?.key, privateKey),
   ]);
+  // Otherwise the handshake fails later, and it would look as if etcd refused the certificate.
+  if (cert !== undefined && key !== undefined && !new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
+    throw new EtcdSetupError(`the client key ${options.tls!.key} is not the key of the client certificate ${options.tls!.cert}`);
+  }
   // A password file usually ends with a newline that is not part of the password.
   const password = options.auth?.password ?? passwordFile?.toString('utf8').replace(/\r?\n$/, '');
   return { password, ca, cert, key };
+}
+
+/**
+ * The cause in gRPC's connection error ("14 UNAVAILABLE: No connection established. Last error: Error:
+ * connect ECONNREFUSED …. Resolution note: "), without the time gRPC stamps on some causes: the same
+ * failure again must read the same, or it would be reported again at every retry.
+ */
+function connectionCause(message: string): string {
+  const withoutCode = message.replace(/^\d+ [A-Z_]+: /, '');
+  const last = /^No connection established\. Last error: ([\s\S]*?)\. Resolution note: [\s\S]*$/.exec(withoutCode)?.[1];
+  if (last === undefined) return withoutCode;
+  return last
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[\d:.]+Z\)$/, '')
+    .replace(/^Error(?: \[[A-Z_]+\])?: /, '')
+    .trim();
+}
+
+/** Why a TLS handshake failed, in words, or undefined when `cause` is not a TLS failure. */
+function describeTlsFailure(cause: string, tls: EtcdClientOptions['tls']): string | undefined {
+  // OpenSSL's "…:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:…:SSL alert number 42": the server's alert.
+  const alert = /(?:sslv3|tlsv1\d?) alert ([a-z ]+)/.exec(cause)?.[1];
+  if (alert !== undefined) {
+    if (!/certificate|unknown ca/.test(alert)) return `etcd refused the TLS handshake (${alert})`;
+    const certificate = tls?.cert === undefined ? 'no client certificate was given' : `it did not accept the client certificate ${tls.cert}`;
+    return `etcd refused the TLS handshake (${alert}): ${certificate}`;
+  }
+  // Node's verification errors: "unable to verify the first certificate", "certificate has expired", "Hostname/IP does not match …".
+  if (!/certificate|Hostname\/IP does not match/i.test(cause)) return undefined;
+  const checked = tls?.ca === undefined ? "no CA file is given, so the system's root CAs checked it" : `checked against the CA file ${tls.ca}`;
+  return `etcd's TLS certificate is not accepted (${cause}): ${checked}`;
 }

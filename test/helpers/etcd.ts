@@ -1,8 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
+import type { TestPki } from './tls.js';
 import { tempDir } from './tmp.js';
 import { waitFor } from './wait.js';
 
@@ -10,7 +13,9 @@ import { waitFor } from './wait.js';
  * Real `etcd` servers (Debian's etcd-server) for tests, on 127.0.0.1 with free ports and a temporary data
  * directory each: one node, or a cluster of several. A node can be killed and started again on the same
  * ports and data. Readiness is etcd's own `/health` (true once the member has a leader). `etcdctl` runs
- * against them for setup and for changes made behind the code under test.
+ * against them for setup and for changes made behind the code under test. With `tls`, clients reach the
+ * members over https with the test CA's server certificate (peers still talk plain http), and with
+ * `clientCertAuth` a client must present a certificate signed by that CA.
  */
 
 const run = promisify(execFile);
@@ -18,7 +23,7 @@ const run = promisify(execFile);
 /** One etcd member. */
 export interface EtcdNode {
   name: string;
-  /** `http://127.0.0.1:P`, for clients. */
+  /** `http://127.0.0.1:P` (`https://` with TLS), for clients. */
   endpoint: string;
   clientPort: number;
   peerPort: number;
@@ -85,14 +90,26 @@ export async function connectedMember(cluster: EtcdCluster): Promise<EtcdNode | 
 /** The password the root user gets when a test enables auth. */
 export const ROOT_PASSWORD = 'root-secret';
 
+/** How a test cluster serves its clients. */
+export interface EtcdClusterOptions {
+  readyTimeout?: number;
+  /** Serve clients over TLS with `pki.server`; `clientCertAuth`: only clients with a certificate from `pki.ca`. */
+  tls?: { pki: TestPki; clientCertAuth?: boolean };
+}
+
 /** Starts a cluster of `size` members and resolves once every member is healthy. */
-export async function startEtcdCluster(size = 1, options: { readyTimeout?: number } = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 1, options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
   const dir = await tempDir('rosterd-etcd-');
   const token = `rosterd-test-${process.pid}-${++clusters}`;
   const specs = [];
   for (let i = 1; i <= size; i++) specs.push({ name: `etcd${i}`, clientPort: await freePort(), peerPort: await freePort() });
   const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
   const readyTimeout = options.readyTimeout ?? 20_000;
+  const tls = options.tls;
+  const scheme = tls === undefined ? 'http' : 'https';
+  // What etcd is started with, and what its clients here (etcdctl, the health check) present.
+  const serverTls = tls === undefined ? [] : [`--cert-file=${tls.pki.server.cert}`, `--key-file=${tls.pki.server.key}`, ...(tls.clientCertAuth ? ['--client-cert-auth', `--trusted-ca-file=${tls.pki.ca}`] : [])];
+  const clientTls = tls === undefined ? [] : [`--cacert=${tls.pki.ca}`, `--cert=${tls.pki.client.cert}`, `--key=${tls.pki.client.key}`];
   let rootPassword: string | undefined;
 
   const nodes = specs.map((spec): EtcdNode & { start(): void; healthy(): Promise<void> } => {
@@ -102,8 +119,9 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
     const args = [
       `--name=${spec.name}`,
       `--data-dir=${join(dir.path, spec.name)}`,
-      `--listen-client-urls=http://127.0.0.1:${spec.clientPort}`,
-      `--advertise-client-urls=http://127.0.0.1:${spec.clientPort}`,
+      `--listen-client-urls=${scheme}://127.0.0.1:${spec.clientPort}`,
+      `--advertise-client-urls=${scheme}://127.0.0.1:${spec.clientPort}`,
+      ...serverTls,
       `--listen-peer-urls=http://127.0.0.1:${spec.peerPort}`,
       `--initial-advertise-peer-urls=http://127.0.0.1:${spec.peerPort}`,
       `--initial-cluster=${initialCluster}`,
@@ -114,7 +132,7 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
     ];
     const node = {
       ...spec,
-      endpoint: `http://127.0.0.1:${spec.clientPort}`,
+      endpoint: `${scheme}://127.0.0.1:${spec.clientPort}`,
       get pid() {
         return child?.exitCode === null && child.signalCode === null ? child.pid : undefined;
       },
@@ -133,8 +151,7 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
           await waitFor(
             async () => {
               if (node.pid === undefined) throw new Error(`etcd ${spec.name} exited:\n${output}`);
-              const response = await fetch(`${node.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-              return ((await response.json()) as { health?: string }).health === 'true';
+              return (JSON.parse(await health(node.endpoint)) as { health?: string }).health === 'true';
             },
             `etcd ${spec.name} to be healthy on ${node.endpoint}`,
             { timeout: readyTimeout, interval: 50 },
@@ -160,7 +177,7 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
     const endpoints = nodes.filter((n) => n.pid !== undefined).map((n) => n.endpoint);
     const credentials = user ?? (rootPassword === undefined ? undefined : `root:${rootPassword}`);
     const auth = credentials === undefined ? [] : [`--user=${credentials}`];
-    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...auth, ...args], {
+    const { stdout } = await run('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...clientTls, ...auth, ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
     });
     return stdout;
@@ -175,7 +192,7 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
         async () => {
           for (const node of nodes) {
             if (node.pid === undefined) continue;
-            const { stdout } = await run('etcdctl', [`--endpoints=${node.endpoint}`, 'endpoint', 'status', '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
+            const { stdout } = await run('etcdctl', [`--endpoints=${node.endpoint}`, ...clientTls, 'endpoint', 'status', '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
             // IDs are 64-bit: compared as text, JSON.parse would round them.
             const member = /"member_id":(\d+)/.exec(stdout)?.[1];
             if (member !== undefined && member === /"leader":(\d+)/.exec(stdout)?.[1]) return node;
@@ -193,7 +210,7 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
       const line = (await etcdctl(['member', 'list'])).split('\n').find((l) => l.includes(`, ${node.name}, `));
       const id = line?.split(',')[0]?.trim();
       if (!id) throw new Error(`no member ID for ${node.name}`);
-      await run('etcdctl', [`--endpoints=${current.endpoint}`, ...(rootPassword === undefined ? [] : [`--user=root:${rootPassword}`]), 'move-leader', id], { env: { ...process.env, ETCDCTL_API: '3' } });
+      await run('etcdctl', [`--endpoints=${current.endpoint}`, ...clientTls, ...(rootPassword === undefined ? [] : [`--user=root:${rootPassword}`]), 'move-leader', id], { env: { ...process.env, ETCDCTL_API: '3' } });
       await waitFor(async () => (await cluster.leader()) === node, `${node.name} to lead`, { timeout: 15_000 });
     },
     async revision() {
@@ -213,6 +230,22 @@ export async function startEtcdCluster(size = 1, options: { readyTimeout?: numbe
       await dir.cleanup();
     },
   };
+
+  /** The body of GET `endpoint`/health (with the test CA and client certificate over https). */
+  async function health(endpoint: string): Promise<string> {
+    if (tls === undefined) return (await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) })).text();
+    const files = { ca: readFileSync(tls.pki.ca), cert: readFileSync(tls.pki.client.cert), key: readFileSync(tls.pki.client.key) };
+    return new Promise((resolve, reject) => {
+      const request = httpsGet(`${endpoint}/health`, { ...files, timeout: 1000 }, (response) => {
+        let body = '';
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        response.on('end', () => resolve(body));
+        response.on('error', reject);
+      });
+      request.on('timeout', () => request.destroy(new Error('no answer within 1000 ms')));
+      request.on('error', reject);
+    });
+  }
 
   for (const node of nodes) node.start();
   try {
