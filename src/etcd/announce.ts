@@ -109,7 +109,8 @@ export function startAnnouncer(options: AnnounceOptions, logger: Logger, events:
     dropLease();
     const failure = describeEtcdError(err, options);
     const message = `cannot announce ${key}: ${failure.reason}`;
-    if (message !== lastReported) {
+    // Paused endpoints only repeat that the failure reported last goes on.
+    if (message !== lastReported && !(failure.endpointsPaused && lastReported !== undefined)) {
       lastReported = message;
       log.error(message);
       events.onError?.(failure);

@@ -111,6 +111,8 @@ export interface EtcdFailure {
   retryable: boolean;
   /** True when the member answered that it has no leader (the cluster lost its quorum, or this member is cut off). */
   noLeader: boolean;
+  /** True when the client did not even try: every endpoint is paused after failing in a row, for failures already seen. */
+  endpointsPaused?: true;
 }
 
 /** Explains an error from the etcd client (or from `createEtcdClient`). */
@@ -124,7 +126,7 @@ export function describeEtcdError(err: unknown, options: Pick<EtcdClientOptions,
   if (/etcdserver: (?:user name is empty|authentication is not enabled)/.test(message)) return { reason: `etcd: ${message.replace(/^.*etcdserver: /, '')}`, retryable: false, noLeader: false };
   if (/no leader/.test(message)) return { reason: 'etcd has no leader (too few members are up for a quorum, or this member is cut off)', retryable: true, noLeader: true };
   if (err instanceof etcd.GRPCDeadlineExceededError) return { reason: `etcd did not answer within ${options.requestTimeout} ms`, retryable: true, noLeader: false };
-  if ((err as { isBrokenCircuitError?: unknown }).isBrokenCircuitError === true) return { reason: 'no etcd endpoint answered (each failed several times in a row; trying again)', retryable: true, noLeader: false };
+  if ((err as { isBrokenCircuitError?: unknown }).isBrokenCircuitError === true) return { reason: 'no etcd endpoint answered (each failed several times in a row; trying again)', retryable: true, noLeader: false, endpointsPaused: true };
   const cause = connectionCause(message);
   // A refused certificate is a setup to fix: not retried soon, and the next client reads the TLS files again.
   const tls = describeTlsFailure(cause, options.tls);

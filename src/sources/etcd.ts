@@ -158,7 +158,8 @@ const createEtcdSource = ((name, options, context) => {
     dropWatch();
     const failure = describeEtcdError(err, options);
     const error = new SourceError(name, `${where}: ${failure.reason}`, { retryable: failure.retryable, cause: err });
-    if (error.message !== lastReported) {
+    // Paused endpoints only repeat that the failure reported last goes on.
+    if (error.message !== lastReported && !(failure.endpointsPaused && lastReported !== undefined)) {
       lastReported = error.message;
       onError?.(error);
     }

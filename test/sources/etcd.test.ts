@@ -178,6 +178,20 @@ describe('a three-member cluster', () => {
   }, 90_000);
 });
 
+describe('etcd unreachable', () => {
+  it('reports the failure once while it goes on, through every retry', async () => {
+    let logged = '';
+    const logger = createLogger({ level: 'debug', format: 'json', destination: new Writable({ write: (chunk, _e, done) => ((logged += String(chunk)), done()) }) });
+    // Nothing listens on port 1: each read fails at once, and after three the client pauses the endpoint.
+    const source = createEtcdSource('web', { type: 'etcd', endpoints: ['http://127.0.0.1:1'], prefix: PREFIX, requestTimeout: 2000 }, { logger });
+    started.push(source);
+    const errors: Error[] = [];
+    await source.start(() => {}, (err) => errors.push(err));
+    await waitFor(() => logged.split('again later').length > 5, 'five failed reads', { timeout: 20_000 });
+    expect(errors.map((e) => e.message)).toEqual(['[source web] etcd at http://127.0.0.1:1: etcd unreachable: connect ECONNREFUSED 127.0.0.1:1']);
+  }, 30_000);
+});
+
 describe('the etcd client is loaded only when a source starts', () => {
   it('not by the CLI, the config schema, or building the source', async () => {
     const main = new URL('../../dist/cli/main.js', import.meta.url).href;
