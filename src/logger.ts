@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
@@ -35,6 +35,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     const stream = typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
     return pino(base, stream);
   }
+  // Required only for text: a JSON log (a service's, a node's `announce`) starts without it.
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
   const stream = pretty({
     sync: true,
     colorize: isTty(destination),
