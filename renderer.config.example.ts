@@ -42,6 +42,21 @@ export default defineConfig({
       interval: '5s', // poll period (a shorter positive TTL is honoured); default 5s
       timeout: '2s', // per query; default 2s
     },
+
+    // etcd: one member per key under a prefix; the value is a JSON object { address, port?, tags?, status?, name? }
+    // (name defaults to the key after the prefix). Web nodes add themselves with `rosterd announce`.
+    registry: {
+      type: 'etcd',
+      endpoints: ['https://10.0.0.1:2379', 'https://10.0.0.2:2379', 'https://10.0.0.3:2379'], // requests fail over between them; default ['http://127.0.0.1:2379']
+      prefix: '/services/web/', // required; every key under it is a member
+      auth: {
+        username: 'rosterd',
+        passwordFile: './etcd.password', // read at each (re)connection, a trailing newline ignored...
+        // password: process.env.ETCD_PASSWORD, // ...or inline (exactly one of the two; never logged); default: no auth
+      },
+      tls: { ca: './tls/etcd-ca.pem', cert: './tls/rosterd.pem', key: './tls/rosterd-key.pem' }, // default: no TLS (https:// endpoints use the system's roots)
+      requestTimeout: '5s', // each read, and the confirmation of a watch; default 5s
+    },
   },
 
   templates: [

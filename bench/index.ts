@@ -11,6 +11,7 @@ const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSe
   { name: 'haproxy-lab', load: () => import('./haproxy-lab.js') },
   { name: 'serf-idle', load: () => import('./serf-idle.js') },
   { name: 'daemon', load: () => import('./daemon.js') },
+  { name: 'etcd', load: () => import('./etcd.js') },
 ];
 
 const only = process.argv.slice(2);

@@ -91,7 +91,7 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
 
   const sources: Record<string, SourceConfig | Source> = {};
   for (const [name, source] of Object.entries(config.sources)) {
-    sources[name] = 'type' in source && source.type === 'file' ? { ...source, path: at(source.path) } : source;
+    sources[name] = 'type' in source ? resolveSourcePaths(source, at) : source;
   }
 
   const issues: ConfigIssue[] = [];
@@ -153,6 +153,19 @@ function selfAliases(): Record<string, string> {
     return existsSync(js) ? js : js.replace(/\.js$/, '.ts');
   };
   return { 'rosterd/serf': own('../serf/index'), 'rosterd/haproxy': own('../haproxy/index'), rosterd: own('../index') };
+}
+
+/** The paths a source config holds (a member file; etcd's TLS and password files), made absolute. */
+function resolveSourcePaths(source: SourceConfig, at: (path: string) => string): SourceConfig {
+  if (source.type === 'file') return { ...source, path: at(source.path) };
+  if (source.type !== 'etcd') return source;
+  const resolved = { ...source };
+  if (source.auth?.passwordFile !== undefined) resolved.auth = { ...source.auth, passwordFile: at(source.auth.passwordFile) };
+  if (source.tls !== undefined) {
+    const { ca, cert, key } = source.tls;
+    resolved.tls = { ...(ca && { ca: at(ca) }), ...(cert && { cert: at(cert) }), ...(key && { key: at(key) }) };
+  }
+  return resolved;
 }
 
 /** The HAProxy reloader's socket and pid file are paths too: relative to the config file. */

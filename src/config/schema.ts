@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../etcd/endpoints.js';
 import { parseListen } from '../ops/http.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
 import { parseDnsServer } from '../sources/dns.js';
@@ -140,14 +141,40 @@ const dnsSourceSchema = z
     path: ['port'],
   });
 
+const etcdSourceSchema = z
+  .object({
+    type: z.literal('etcd'),
+    endpoints: z.array(z.string().refine(acceptedBy(parseEtcdEndpoint), 'expected "host:port", "http://host:port" or "https://host:port"')).min(1).default([DEFAULT_ETCD_ENDPOINT]),
+    prefix: z.string().min(1),
+    auth: z
+      .object({ username: z.string().min(1), password: z.string().optional(), passwordFile: z.string().min(1).optional() })
+      .strict()
+      .refine((a) => (a.password === undefined) !== (a.passwordFile === undefined), 'give exactly one of "password" and "passwordFile"')
+      .optional(),
+    tls: z
+      .object({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() })
+      .strict()
+      .refine((t) => (t.cert === undefined) === (t.key === undefined), 'give "cert" and "key" together')
+      .optional(),
+    requestTimeout: positiveDuration.default(5000),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    try {
+      parseEtcdEndpoints(s.endpoints, s.tls !== undefined);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message, path: ['endpoints'] });
+    }
+  });
+
 /** A `Source` object plugged in by a library user instead of a source config. */
 const customSource = z.custom<Source>(
   isSource,
-  'expected a source config with a "type" (file, serf, dns) or an object with start() and stop()',
+  'expected a source config with a "type" (file, serf, dns, etcd) or an object with start() and stop()',
 );
 
 const sourceConfig = z.union([
-  z.discriminatedUnion('type', [fileSourceSchema, serfSourceSchema, dnsSourceSchema]),
+  z.discriminatedUnion('type', [fileSourceSchema, serfSourceSchema, dnsSourceSchema, etcdSourceSchema]),
   customSource,
 ]);
 
@@ -269,5 +296,6 @@ export type ParsedTemplate = ParsedConfig['templates'][number];
 type FileSourceConfig = z.output<typeof fileSourceSchema>;
 type SerfSourceConfig = z.output<typeof serfSourceSchema>;
 type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
-export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig;
+type EtcdSourceConfig = z.output<typeof etcdSourceSchema>;
+export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig | EtcdSourceConfig;
 export type ReloadConfig = NonNullable<ParsedTemplate['reload']>;

@@ -1,6 +1,4 @@
 import { Option, type Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
-import { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode, exitCodeFor } from '../exit-codes.js';
 import { durationOption, usageError } from '../options.js';
@@ -29,6 +27,7 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
     .action(async (options: RenderOptions, command: Command) => {
       if (!options.once) throw usageError('render needs --once (to keep rendering on changes, run `rosterd run`)');
       const ctx = commandContext(command, io);
+      const [{ loadConfig }, { Renderer }] = await Promise.all([import('../../config/load.js'), import('../../runner/renderer.js')]);
       const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
       const renderer = new Renderer(config, { logger: ctx.logger });
       const dry = Boolean(options.dry || options.diff);
