@@ -200,16 +200,13 @@ export async function renderAndInstallFanOut(
   // Every changed file is checked before any is installed: the template is installed whole or not at all.
   const candidates: Candidate[] = [];
   const discardAll = (): Promise<unknown> => Promise.allSettled(candidates.map((c) => c.discard()));
-  for (const file of changed) {
-    const precheck = await options.reloader?.precheck?.(file.bytes.toString(), options.reloadGroup ?? [template.destination]);
-    if (precheck) {
-      await discardAll();
-      return fail('check', new TemplateRunError('E_CHECK_FAILED', template.name, `${file.destination}: ${precheck}`));
-    }
-  }
+  // The HAProxy bind guard, once for all changed files, against every file this HAProxy reads now: the
+  // template's own files included, so that a bind a file already had, or one that moves between files, is no clash.
+  const precheck = await options.reloader?.precheck?.(changed.map((f) => f.bytes.toString()).join('\n'), [...(options.reloadGroup ?? []), ...known]);
+  if (precheck) return fail('check', new TemplateRunError('E_CHECK_FAILED', template.name, precheck));
   try {
-    await mapLimited(changed, IO_CONCURRENCY, async (file) => {
-      candidates[changed.indexOf(file)] = await prepareCandidate(file.destination, file.bytes, installOptions(template), file.current);
+    await mapLimited(changed, IO_CONCURRENCY, async (file, i) => {
+      candidates[i] = await prepareCandidate(file.destination, file.bytes, installOptions(template), file.current);
     });
   } catch (err) {
     await discardAll();
