@@ -185,10 +185,10 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
     templates.push({ ...rest, reload: resolveReload(reload, at), name, index, source, destination, fanOut: fanOutConfig, sources: selected ?? allSources, compiled });
   }
   if (issues.length > 0) throw new ConfigError(issues, where.file);
-  for (const t of templates) {
-    if (t.fanOut) Object.assign(t.fanOut, { reserved: [...destinations.keys()].filter((d) => within(d, t.destination)) });
-  }
-  return { file: where.file, baseDir: where.baseDir, sources, templates, http: config.http, warnInterval: config.warnInterval };
+  // Known once every template is read: the single destinations inside each fan-out's directory.
+  const reserved = (t: ResolvedTemplate): ResolvedTemplate =>
+    t.fanOut ? { ...t, fanOut: { ...t.fanOut, reserved: [...destinations.keys()].filter((d) => within(d, t.destination)) } } : t;
+  return { file: where.file, baseDir: where.baseDir, sources, templates: templates.map(reserved), http: config.http, warnInterval: config.warnInterval };
 }
 
 // --- internal ---

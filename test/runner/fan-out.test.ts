@@ -148,6 +148,15 @@ describe('forEach: member', () => {
     expect(await outputs()).toEqual(['b.conf', 'mine.conf']);
   });
 
+  it('a render error names the item whose file failed, and writes none of the files', async () => {
+    await writeMembers([member('a', { zone: 'z' }), member('b')]);
+    const r = await make({ contents: 'zone {{ member.tags.zone }}\n' });
+    const [result] = await r.renderOnce();
+    expect(result).toMatchObject({ status: 'failed', error: { code: 'E_RENDER' } });
+    expect(result!.error!.message).toContain('undefined variable: member.tags.zone (rendering the file of member "b")');
+    expect(await outputs()).toEqual([]);
+  });
+
   it('a failing check on one file installs none of them and reloads nothing', async () => {
     await writeMembers([member('a'), member('b')]);
     const r = await make({ check: `grep -qv 'server b' {{candidate}}`, reload: recordingReload() });
