@@ -103,6 +103,24 @@ export default defineConfig({
       rollback: true, // on a failed reload, put the previous file back; default true
       strict: true, // an undefined variable or unknown filter is an error, not an empty string; default true
     },
+
+    // A fan-out: one file per member (forEach: 'member') or per value of a tag (forEach: { groupBy: 'site' }).
+    // The destination is then a Liquid template, rendered for each item; its directory part before the first
+    // {{ is fixed (here /etc/nginx/sites), and a rendered destination that leaves it, is empty, ends in "/",
+    // passes a symlink or collides with another is refused (that item gets no file; the others go on).
+    // The template sees `member` (one member; `members` stays every member), or `group` (the tag's value) with
+    // `members` and `sources` holding that group's members. Each file is checked and installed like a single
+    // output (only when it changed); one reload follows for all of them.
+    {
+      name: 'sites',
+      source: './site.conf.liquid',
+      destination: '/etc/nginx/sites/{{ group | slug }}.conf', // relative destinations resolve against this file's directory
+      forEach: { groupBy: 'site' }, // or 'member'; default: none (one file)
+      prune: true, // remove the files of groups or members that are gone (only files this template wrote, listed in
+      // /etc/nginx/sites/.rosterd-manifest.json); minMembers and maxShrink count those removals too; default false
+      check: ['/usr/local/bin/check-nginx-site', '{{candidate}}'], // once per changed file; {{destination}} is that file
+      reload: ['systemctl', 'reload', 'nginx'], // once per batch, whatever the number of files; {{destination}} is the directory
+    },
   ],
 
   // The status endpoint: /health, /ready and /metrics (Prometheus). Off unless given (or --listen).

@@ -6,6 +6,7 @@ import { formatSection, type BenchSection } from './types.js';
  */
 const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSection | BenchSection[]> }> }[] = [
   { name: 'render', load: () => import('./render.js') },
+  { name: 'fan-out', load: () => import('./fan-out.js') },
   { name: 'serf-decode', load: () => import('./serf-decode.js') },
   { name: 'dns', load: () => import('./dns.js') },
   { name: 'haproxy-lab', load: () => import('./haproxy-lab.js') },

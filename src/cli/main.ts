@@ -4,6 +4,7 @@ import { registerAnnounce } from './commands/announce.js';
 import { registerMembers } from './commands/members.js';
 import { registerRender } from './commands/render.js';
 import { registerRun } from './commands/run.js';
+import { registerTest } from './commands/test.js';
 import { registerValidate } from './commands/validate.js';
 import type { CliIo } from './context.js';
 import { releaseEarlySignals } from './early-signals.js';
@@ -29,7 +30,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerAnnounce]) register(program, io, setExit);
+  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerAnnounce, registerTest]) register(program, io, setExit);
   for (const command of program.commands) command.exitOverride();
   // Only `run` handles signals; the other commands keep their default action (see early-signals.ts).
   program.hook('preAction', (_program, command) => {

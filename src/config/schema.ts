@@ -213,6 +213,11 @@ const wait = z
     return { min: value.min, max };
   });
 
+/** Fan-out: one file per member (`member`), or one per value of a tag (`{ groupBy: "zone" }`). */
+const forEach = z.union([z.literal('member'), z.object({ groupBy: z.string().min(1) }).strict()], {
+  error: 'expected "member" or { groupBy: "<tag>" }',
+});
+
 /** True when a template's `reload` is the built-in HAProxy reloader rather than a command. */
 export function isHaproxyReload(reload: unknown): reload is z.output<typeof haproxyReload> {
   return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
@@ -226,7 +231,12 @@ const templateSchema = z
     source: z.string().min(1).optional(),
     /** An inline Liquid template. */
     contents: z.string().optional(),
+    /** The file to write; with `forEach`, a Liquid template rendered per item (`out/{{ member.name | slug }}.conf`). */
     destination: z.string().min(1),
+    /** Fan-out: one file per member, or per value of a tag (`{ groupBy: zone }`). */
+    forEach: forEach.optional(),
+    /** Fan-out: remove the files of members or groups that are gone. Only files this template wrote. */
+    prune: z.boolean().default(false),
     /** Which sources feed `members`. Default: all of them. */
     sources: z.array(z.string()).min(1).optional(),
     /** Environment variables the template may read as `env.NAME`. Nothing else is exposed. */
@@ -248,6 +258,10 @@ const templateSchema = z
   .refine((t) => !(isHaproxyReload(t.reload) && t.timeout === 0), {
     message: 'the HAProxy reloader needs a timeout above 0 to confirm the reload',
     path: ['timeout'],
+  })
+  .refine((t) => !(t.prune && t.forEach === undefined), {
+    message: 'prune removes the files of a fan-out: it needs forEach',
+    path: ['prune'],
   })
   .refine((t) => (t.source === undefined) !== (t.contents === undefined), {
     message: 'give exactly one of "source" (a file) and "contents" (inline)',
@@ -299,3 +313,4 @@ type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
 type EtcdSourceConfig = z.output<typeof etcdSourceSchema>;
 export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig | EtcdSourceConfig;
 export type ReloadConfig = NonNullable<ParsedTemplate['reload']>;
+export type ForEach = NonNullable<ParsedTemplate['forEach']>;

@@ -36,7 +36,11 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
       for (const result of results) {
         if (result.status === 'dry') {
           if (options.diff) io.stdout.write(result.diff ?? '');
-          else io.stdout.write(`==> ${result.destination} (${result.changed ? 'would change' : 'unchanged'}) <==\n${result.content ?? ''}${result.content?.endsWith('\n') === false ? '\n' : ''}`);
+          else if (result.files) {
+            // A fan-out: each of its files, then those prune would remove.
+            for (const file of result.files) io.stdout.write(dryFile(file.destination, file.changed, file.content ?? ''));
+            for (const path of result.removed ?? []) io.stdout.write(`==> ${path} (would be removed) <==\n`);
+          } else io.stdout.write(dryFile(result.destination, result.changed, result.content ?? ''));
         }
         if (result.error) {
           const code = exitCodeFor(result.error);
@@ -46,4 +50,9 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
       }
       setExit(exit);
     });
+}
+
+/** A file as `render --once --dry` prints it: a header with its path, then its content. */
+function dryFile(destination: string, changed: boolean, content: string): string {
+  return `==> ${destination} (${changed ? 'would change' : 'unchanged'}) <==\n${content}${content.endsWith('\n') || content === '' ? '' : '\n'}`;
 }
