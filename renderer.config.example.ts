@@ -42,6 +42,21 @@ export default defineConfig({
       interval: '5s', // poll period (a shorter positive TTL is honoured); default 5s
       timeout: '2s', // per query; default 2s
     },
+
+    // etcd: one member per key under a prefix; the value is a JSON object { address, port?, tags?, status?, name? }
+    // (name defaults to the key after the prefix). Web nodes add themselves with `rosterd announce`.
+    registry: {
+      type: 'etcd',
+      endpoints: ['https://10.0.0.1:2379', 'https://10.0.0.2:2379', 'https://10.0.0.3:2379'], // requests fail over between them; default ['http://127.0.0.1:2379']
+      prefix: '/services/web/', // required; every key under it is a member
+      auth: {
+        username: 'rosterd',
+        passwordFile: './etcd.password', // read at each (re)connection, a trailing newline ignored...
+        // password: process.env.ETCD_PASSWORD, // ...or inline (exactly one of the two; never logged); default: no auth
+      },
+      tls: { ca: './tls/etcd-ca.pem', cert: './tls/rosterd.pem', key: './tls/rosterd-key.pem' }, // default: no TLS (https:// endpoints use the system's roots)
+      requestTimeout: '5s', // each read, and the confirmation of a watch; default 5s
+    },
   },
 
   templates: [
@@ -87,6 +102,24 @@ export default defineConfig({
       timeout: '30s', // for check and reload; on timeout the command's whole process group is killed; default 30s
       rollback: true, // on a failed reload, put the previous file back; default true
       strict: true, // an undefined variable or unknown filter is an error, not an empty string; default true
+    },
+
+    // A fan-out: one file per member (forEach: 'member') or per value of a tag (forEach: { groupBy: 'site' }).
+    // The destination is then a Liquid template, rendered for each item; its directory part before the first
+    // {{ is fixed (here /etc/nginx/sites), and a rendered destination that leaves it, is empty, ends in "/",
+    // passes a symlink or collides with another is refused (that item gets no file; the others go on).
+    // The template sees `member` (one member; `members` stays every member), or `group` (the tag's value) with
+    // `members` and `sources` holding that group's members. Each file is checked and installed like a single
+    // output (only when it changed); one reload follows for all of them.
+    {
+      name: 'sites',
+      source: './site.conf.liquid',
+      destination: '/etc/nginx/sites/{{ group | slug }}.conf', // relative destinations resolve against this file's directory
+      forEach: { groupBy: 'site' }, // or 'member'; default: none (one file)
+      prune: true, // remove the files of groups or members that are gone (only files this template wrote, listed in
+      // /etc/nginx/sites/.rosterd-manifest.json); minMembers and maxShrink count those removals too; default false
+      check: ['/usr/local/bin/check-nginx-site', '{{candidate}}'], // once per changed file; {{destination}} is that file
+      reload: ['systemctl', 'reload', 'nginx'], // once per batch, whatever the number of files; {{destination}} is the directory
     },
   ],
 

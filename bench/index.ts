@@ -6,11 +6,13 @@ import { formatSection, type BenchSection } from './types.js';
  */
 const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSection | BenchSection[]> }> }[] = [
   { name: 'render', load: () => import('./render.js') },
+  { name: 'fan-out', load: () => import('./fan-out.js') },
   { name: 'serf-decode', load: () => import('./serf-decode.js') },
   { name: 'dns', load: () => import('./dns.js') },
   { name: 'haproxy-lab', load: () => import('./haproxy-lab.js') },
   { name: 'serf-idle', load: () => import('./serf-idle.js') },
   { name: 'daemon', load: () => import('./daemon.js') },
+  { name: 'etcd', load: () => import('./etcd.js') },
 ];
 
 const only = process.argv.slice(2);

@@ -22,7 +22,7 @@ export {
   type ConfigIssue,
 } from './errors.js';
 export { createRenderer, Renderer, type RendererOptions, type RenderOnceOptions } from './runner/renderer.js';
-export type { RendererEvents, TemplateResult } from './runner/events.js';
+export type { RendererEvents, TemplateResult, FanOutFile, RefusedItem } from './runner/events.js';
 export type { SourceStatus } from './runner/roster.js';
 export { createFileSource, type FileSourceOptions } from './sources/file.js';
 export { default as createSerfSource, type SerfSourceOptions } from './sources/serf.js';

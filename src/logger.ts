@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
@@ -15,10 +15,11 @@ export interface LoggerOptions {
 }
 
 /**
- * Paths that must never reach a log line. Source options are logged at start-up; the Serf `authKey` is the
- * secret among them.
+ * Paths that must never reach a log line, should a source's options be logged: the Serf `authKey` and the
+ * etcd `password` (at the top level of a log object, or up to three levels down).
  */
-const REDACT = ['authKey', '*.authKey', '*.*.authKey', 'options.authKey', 'config.sources.*.authKey'];
+const SECRETS = ['authKey', 'password'];
+const REDACT = SECRETS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`, `*.*.*.${key}`, `config.sources.*.${key}`, `config.sources.*.*.${key}`]);
 
 /** Creates the process logger. Components take `logger.child({ source })` or `logger.child({ template })`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
@@ -34,6 +35,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     const stream = typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
     return pino(base, stream);
   }
+  // Required only for text: a JSON log (a service's, a node's `announce`) starts without it.
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
   const stream = pretty({
     sync: true,
     colorize: isTty(destination),

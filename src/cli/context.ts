@@ -31,5 +31,15 @@ export interface CommandContext {
 export function commandContext(command: Command, io: CliIo): CommandContext {
   const options = command.optsWithGlobals<GlobalOptions>();
   const logger = createLogger({ level: options.logLevel, format: options.logFormat, destination: io.stderr });
+  if (io.stderr === process.stderr) logProcessWarnings(logger);
   return { io, cwd: io.cwd ?? process.cwd(), options, logger };
+}
+
+/**
+ * Node's own warnings (a dependency's deprecation, such as gRPC giving TLS an IP address as the server
+ * name) become log lines: printed by Node, they would be the one line on stderr not in the log's format.
+ */
+function logProcessWarnings(logger: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning: Error & { code?: string }) => logger.warn({ warning: warning.name, code: warning.code }, warning.message));
 }

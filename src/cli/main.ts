@@ -1,8 +1,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { RosterdError } from '../errors.js';
+import { registerAnnounce } from './commands/announce.js';
 import { registerMembers } from './commands/members.js';
 import { registerRender } from './commands/render.js';
 import { registerRun } from './commands/run.js';
+import { registerTest } from './commands/test.js';
 import { registerValidate } from './commands/validate.js';
 import type { CliIo } from './context.js';
 import { releaseEarlySignals } from './early-signals.js';
@@ -20,7 +22,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     exitCode = code;
   };
   const program = new Command('rosterd')
-    .description('Render config files from live membership (Serf, DNS, a member file), install them safely, reload.')
+    .description('Render config files from live membership (Serf, DNS, etcd, a member file), install them safely, reload.')
     .version(VERSION, '-V, --version')
     .option('-c, --config <file>', 'config file (default: renderer.config.{ts,js,yaml,json} or .rendererrc* in the working directory)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
@@ -28,7 +30,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerRun, registerRender, registerValidate, registerMembers]) register(program, io, setExit);
+  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerAnnounce, registerTest]) register(program, io, setExit);
   for (const command of program.commands) command.exitOverride();
   // Only `run` handles signals; the other commands keep their default action (see early-signals.ts).
   program.hook('preAction', (_program, command) => {

@@ -28,11 +28,11 @@ export interface ReloadOutcome {
   warning?: string;
 }
 
-/** One file a batch installed, before and after (`before` undefined: the file is new). */
+/** One file a batch installed or removed, before and after (`before` undefined: the file is new; `after` undefined: it was removed). */
 export interface FileChange {
   path: string;
   before: Buffer | undefined;
-  after: Buffer;
+  after: Buffer | undefined;
 }
 
 /**
@@ -145,6 +145,7 @@ async function throughRuntime(
   if (changes.length !== 1) return { ok: false, reason: `${changes.length} files changed at once` };
   const [change] = changes as [FileChange];
   if (change.before === undefined) return { ok: false, reason: `${change.path} is new` };
+  if (change.after === undefined) return { ok: false, reason: `${change.path} was removed` };
   const after = change.after.toString();
   const diff = diffServers(change.before.toString(), after);
   if (!diff.runtime) return { ok: false, reason: diff.reason };

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, resolve, sep } from 'node:path';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { createJiti } from 'jiti';
 import { ConfigError, RosterdError, type ConfigIssue } from '../errors.js';
@@ -9,7 +9,7 @@ import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
 import { isSource, type Source } from '../sources/types.js';
 import type { ConfigExport } from './define.js';
 import { formatPath, toConfigIssues } from './issues.js';
-import { configSchema, isHaproxyReload, type FleetConfig, type HistoryConfig, type ParsedTemplate, type SourceConfig } from './schema.js';
+import { configSchema, isHaproxyReload, type FleetConfig, type ForEach, type HistoryConfig, type ParsedTemplate, type SourceConfig } from './schema.js';
 
 /** A template after loading: absolute paths, defaults filled, text compiled. */
 export interface ResolvedTemplate extends Omit<ParsedTemplate, 'name' | 'source' | 'contents' | 'sources'> {
@@ -18,11 +18,29 @@ export interface ResolvedTemplate extends Omit<ParsedTemplate, 'name' | 'source'
   readonly index: number;
   /** The template file (absolute), when the template came from a file. */
   readonly source: string | undefined;
-  /** The output file (absolute). */
+  /** The output file (absolute); for a fan-out, its directory. */
   readonly destination: string;
+  /** A fan-out template (`forEach`): one file per item, each at its own rendered destination. */
+  readonly fanOut: FanOutConfig | undefined;
   /** The sources that feed `members`, in config order. */
   readonly sources: readonly string[];
   readonly compiled: CompiledTemplate;
+}
+
+/** How a fan-out template names its files. */
+export interface FanOutConfig {
+  readonly forEach: ForEach;
+  /**
+   * The directory the files must stay in (absolute): the destination's directory part before its first `{{` or
+   * `{%`. It is static, so a member's data can only choose a name below it.
+   */
+  readonly directory: string;
+  /** The destination as written in the config, compiled: it renders each file's path (relative to the config's directory). */
+  readonly destination: CompiledTemplate;
+  /** The config's directory: a rendered destination is relative to it. */
+  readonly baseDir: string;
+  /** Destinations of the config's other templates inside `directory`: no item may write one. */
+  readonly reserved: readonly string[];
 }
 
 /** A validated config: what the runner, the daemon and `render --once` work from. Nothing in it is raw input. */
@@ -95,28 +113,53 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
 
   const sources: Record<string, SourceConfig | Source> = {};
   for (const [name, source] of Object.entries(config.sources)) {
-    sources[name] = 'type' in source && source.type === 'file' ? { ...source, path: at(source.path) } : source;
+    sources[name] = 'type' in source ? resolveSourcePaths(source, at) : source;
   }
 
   const issues: ConfigIssue[] = [];
   const allSources = Object.keys(config.sources);
   const names = new Map<string, number>();
   const destinations = new Map<string, number>();
+  const fanOutDirectories = new Map<string, number>();
   const templates: ResolvedTemplate[] = [];
   for (const [index, t] of config.templates.entries()) {
     const path = (key: string): string => formatPath(['templates', index, key]);
-    const destination = at(t.destination);
-    const name = t.name ?? basename(destination);
+    const fanOut = fanOutDestination(t.destination, t.forEach, at);
+    if (typeof fanOut === 'string') {
+      issues.push({ path: path('destination'), message: fanOut });
+      continue;
+    }
+    const destination = fanOut?.directory ?? at(t.destination);
+    const name = t.name ?? (fanOut ? t.destination : basename(destination));
     const sameName = names.get(name);
     if (sameName !== undefined) {
       issues.push({ path: path('name'), message: `templates[${sameName}] is also named "${name}"; give each template a distinct "name"` });
     }
     names.set(name, index);
-    const sameDestination = destinations.get(destination);
-    if (sameDestination !== undefined) {
-      issues.push({ path: path('destination'), message: `templates[${sameDestination}] writes the same file ${destination}` });
+    if (fanOut) {
+      const overlapping = [...fanOutDirectories].find(([other]) => within(destination, other) || within(other, destination));
+      if (overlapping) {
+        issues.push({ path: path('destination'), message: `templates[${overlapping[1]}] fans out into ${overlapping[0]}: two fan-outs cannot share a directory (each keeps a record of its files there)` });
+      }
+      fanOutDirectories.set(destination, index);
+    } else {
+      const sameDestination = destinations.get(destination);
+      if (sameDestination !== undefined) {
+        issues.push({ path: path('destination'), message: `templates[${sameDestination}] writes the same file ${destination}` });
+      }
+      destinations.set(destination, index);
     }
-    destinations.set(destination, index);
+    let destinationTemplate: CompiledTemplate | undefined;
+    if (fanOut) {
+      try {
+        // Always strict: an undefined variable in a path would put many items in one file.
+        destinationTemplate = compileTemplate({ name, text: t.destination, file: `<${path('destination')}>`, root: where.baseDir, strict: true });
+      } catch (err) {
+        if (!RosterdError.is(err)) throw err;
+        issues.push({ path: path('destination'), message: err.detail });
+        continue;
+      }
+    }
 
     const source = t.source === undefined ? undefined : at(t.source);
     let text: string;
@@ -142,14 +185,43 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
       continue;
     }
     const { name: _name, source: _source, contents: _contents, sources: selected, reload, ...rest } = t;
-    templates.push({ ...rest, reload: resolveReload(reload, at), name, index, source, destination, sources: selected ?? allSources, compiled });
+    const fanOutConfig = fanOut && destinationTemplate ? { forEach: fanOut.forEach, directory: fanOut.directory, baseDir: where.baseDir, destination: destinationTemplate, reserved: [] } : undefined;
+    templates.push({ ...rest, reload: resolveReload(reload, at), name, index, source, destination, fanOut: fanOutConfig, sources: selected ?? allSources, compiled });
   }
   if (issues.length > 0) throw new ConfigError(issues, where.file);
+  // Known once every template is read: the single destinations inside each fan-out's directory.
+  const reserved = (t: ResolvedTemplate): ResolvedTemplate =>
+    t.fanOut ? { ...t, fanOut: { ...t.fanOut, reserved: [...destinations.keys()].filter((d) => within(d, t.destination)) } } : t;
   const history = config.history.file === undefined ? config.history : { ...config.history, file: at(config.history.file) };
-  return { file: where.file, baseDir: where.baseDir, sources, templates, http: config.http, warnInterval: config.warnInterval, history, fleet: config.fleet };
+  return { file: where.file, baseDir: where.baseDir, sources, templates: templates.map(reserved), http: config.http, warnInterval: config.warnInterval, history, fleet: config.fleet };
 }
 
 // --- internal ---
+
+/**
+ * A fan-out template's directory, or why its destination is not a fan-out destination (and, without `forEach`,
+ * why a destination must not look like one). Undefined for a plain destination.
+ */
+function fanOutDestination(destination: string, forEach: ForEach | undefined, at: (path: string) => string): { forEach: ForEach; directory: string } | string | undefined {
+  const first = destination.search(/\{\{|\{%/);
+  if (forEach === undefined) {
+    return first === -1 ? undefined : 'holds a Liquid tag, but only a template with forEach renders its destination (forEach: member, or forEach: { groupBy: <tag> })';
+  }
+  if (first === -1) return 'with forEach, the destination must vary per item, e.g. out/{{ member.name | slug }}.conf';
+  if (destination.endsWith('/')) return 'ends in "/": a destination names a file, e.g. out/{{ member.name | slug }}.conf';
+  const slash = destination.lastIndexOf('/', first);
+  if (slash <= 0 && !destination.startsWith('/')) {
+    return 'the directory before the first {{ must be written out, e.g. out/{{ member.name | slug }}.conf: the files must stay inside it';
+  }
+  const directory = at(destination.slice(0, slash + 1));
+  if (directory === resolve('/')) return 'the directory before the first {{ must not be the root directory';
+  return { forEach, directory };
+}
+
+/** True when `path` is strictly inside `directory`. */
+function within(path: string, directory: string): boolean {
+  return path.startsWith(directory.endsWith(sep) ? directory : directory + sep);
+}
 
 /** `rosterd`, `rosterd/serf` and `rosterd/haproxy` as this copy's own modules (built `.js`, or `.ts` when run from source). */
 function selfAliases(): Record<string, string> {
@@ -158,6 +230,19 @@ function selfAliases(): Record<string, string> {
     return existsSync(js) ? js : js.replace(/\.js$/, '.ts');
   };
   return { 'rosterd/serf': own('../serf/index'), 'rosterd/haproxy': own('../haproxy/index'), rosterd: own('../index') };
+}
+
+/** The paths a source config holds (a member file; etcd's TLS and password files), made absolute. */
+function resolveSourcePaths(source: SourceConfig, at: (path: string) => string): SourceConfig {
+  if (source.type === 'file') return { ...source, path: at(source.path) };
+  if (source.type !== 'etcd') return source;
+  const resolved = { ...source };
+  if (source.auth?.passwordFile !== undefined) resolved.auth = { ...source.auth, passwordFile: at(source.auth.passwordFile) };
+  if (source.tls !== undefined) {
+    const { ca, cert, key } = source.tls;
+    resolved.tls = { ...(ca && { ca: at(ca) }), ...(cert && { cert: at(cert) }), ...(key && { key: at(key) }) };
+  }
+  return resolved;
 }
 
 /** The HAProxy reloader's socket and pid file are paths too: relative to the config file. */

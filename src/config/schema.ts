@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../etcd/endpoints.js';
 import { parseListen } from '../ops/http.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
 import { parseDnsServer } from '../sources/dns.js';
@@ -140,14 +141,40 @@ const dnsSourceSchema = z
     path: ['port'],
   });
 
+const etcdSourceSchema = z
+  .object({
+    type: z.literal('etcd'),
+    endpoints: z.array(z.string().refine(acceptedBy(parseEtcdEndpoint), 'expected "host:port", "http://host:port" or "https://host:port"')).min(1).default([DEFAULT_ETCD_ENDPOINT]),
+    prefix: z.string().min(1),
+    auth: z
+      .object({ username: z.string().min(1), password: z.string().optional(), passwordFile: z.string().min(1).optional() })
+      .strict()
+      .refine((a) => (a.password === undefined) !== (a.passwordFile === undefined), 'give exactly one of "password" and "passwordFile"')
+      .optional(),
+    tls: z
+      .object({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() })
+      .strict()
+      .refine((t) => (t.cert === undefined) === (t.key === undefined), 'give "cert" and "key" together')
+      .optional(),
+    requestTimeout: positiveDuration.default(5000),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    try {
+      parseEtcdEndpoints(s.endpoints, s.tls !== undefined);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message, path: ['endpoints'] });
+    }
+  });
+
 /** A `Source` object plugged in by a library user instead of a source config. */
 const customSource = z.custom<Source>(
   isSource,
-  'expected a source config with a "type" (file, serf, dns) or an object with start() and stop()',
+  'expected a source config with a "type" (file, serf, dns, etcd) or an object with start() and stop()',
 );
 
 const sourceConfig = z.union([
-  z.discriminatedUnion('type', [fileSourceSchema, serfSourceSchema, dnsSourceSchema]),
+  z.discriminatedUnion('type', [fileSourceSchema, serfSourceSchema, dnsSourceSchema, etcdSourceSchema]),
   customSource,
 ]);
 
@@ -186,6 +213,11 @@ const wait = z
     return { min: value.min, max };
   });
 
+/** Fan-out: one file per member (`member`), or one per value of a tag (`{ groupBy: "zone" }`). */
+const forEach = z.union([z.literal('member'), z.object({ groupBy: z.string().min(1) }).strict()], {
+  error: 'expected "member" or { groupBy: "<tag>" }',
+});
+
 /** True when a template's `reload` is the built-in HAProxy reloader rather than a command. */
 export function isHaproxyReload(reload: unknown): reload is z.output<typeof haproxyReload> {
   return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
@@ -199,7 +231,12 @@ const templateSchema = z
     source: z.string().min(1).optional(),
     /** An inline Liquid template. */
     contents: z.string().optional(),
+    /** The file to write; with `forEach`, a Liquid template rendered per item (`out/{{ member.name | slug }}.conf`). */
     destination: z.string().min(1),
+    /** Fan-out: one file per member, or per value of a tag (`{ groupBy: zone }`). */
+    forEach: forEach.optional(),
+    /** Fan-out: remove the files of members or groups that are gone. Only files this template wrote. */
+    prune: z.boolean().default(false),
     /** Which sources feed `members`. Default: all of them. */
     sources: z.array(z.string()).min(1).optional(),
     /** Environment variables the template may read as `env.NAME`. Nothing else is exposed. */
@@ -221,6 +258,10 @@ const templateSchema = z
   .refine((t) => !(isHaproxyReload(t.reload) && t.timeout === 0), {
     message: 'the HAProxy reloader needs a timeout above 0 to confirm the reload',
     path: ['timeout'],
+  })
+  .refine((t) => !(t.prune && t.forEach === undefined), {
+    message: 'prune removes the files of a fan-out: it needs forEach',
+    path: ['prune'],
   })
   .refine((t) => (t.source === undefined) !== (t.contents === undefined), {
     message: 'give exactly one of "source" (a file) and "contents" (inline)',
@@ -301,7 +342,9 @@ export type ParsedTemplate = ParsedConfig['templates'][number];
 type FileSourceConfig = z.output<typeof fileSourceSchema>;
 type SerfSourceConfig = z.output<typeof serfSourceSchema>;
 type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
-export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig;
+type EtcdSourceConfig = z.output<typeof etcdSourceSchema>;
+export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig | EtcdSourceConfig;
 export type ReloadConfig = NonNullable<ParsedTemplate['reload']>;
 export type HistoryConfig = ParsedConfig['history'];
 export type FleetConfig = ParsedConfig['fleet'];
+export type ForEach = NonNullable<ParsedTemplate['forEach']>;

@@ -138,12 +138,22 @@ export async function prepareCandidate(
  * (not symlinks or directories) named `.<name>.rosterd-<8 lowercase hex>` for this destination's file name,
  * unchanged (ctime: a backup's hard link counts as a change) for longer than `olderThanMs`, so that a
  * candidate another process is still checking stays. Best effort: what cannot be listed or removed stays.
- * Returns the paths removed.
+ * Several destinations (the files of a fan-out) cost one listing per directory. Returns the paths removed.
  */
-export async function removeStaleTemporaries(destination: string, olderThanMs: number): Promise<string[]> {
-  const target = await resolveTarget(resolve(destination));
-  const dir = dirname(target);
-  const prefix = tempPrefix(target);
+export async function removeStaleTemporaries(destination: string | readonly string[], olderThanMs: number): Promise<string[]> {
+  const prefixes = new Map<string, Set<string>>();
+  for (const path of typeof destination === 'string' ? [destination] : destination) {
+    const target = await resolveTarget(resolve(path));
+    const inDir = prefixes.get(dirname(target)) ?? new Set<string>();
+    inDir.add(tempPrefix(target));
+    prefixes.set(dirname(target), inDir);
+  }
+  const removed: string[] = [];
+  for (const [dir, inDir] of prefixes) removed.push(...(await removeStaleIn(dir, inDir, olderThanMs)));
+  return removed;
+}
+
+async function removeStaleIn(dir: string, prefixes: ReadonlySet<string>, olderThanMs: number): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -152,7 +162,8 @@ export async function removeStaleTemporaries(destination: string, olderThanMs: n
   }
   const removed: string[] = [];
   for (const name of names) {
-    if (!name.startsWith(prefix) || !/^[0-9a-f]{8}$/.test(name.slice(prefix.length))) continue;
+    const match = /^(.*)[0-9a-f]{8}$/.exec(name);
+    if (!match || !match[1]!.endsWith('.rosterd-') || !prefixes.has(match[1]!)) continue;
     const path = join(dir, name);
     try {
       const stats = await lstat(path);
@@ -383,7 +394,8 @@ async function resolveTarget(path: string): Promise<string> {
   throw new RosterdError('E_INSTALL', `too many levels of symbolic links at ${path}`);
 }
 
-async function syncDirectory(dir: string): Promise<void> {
+/** Flushes a directory's entries (a rename or an unlink in it) to disk; best effort. */
+export async function syncDirectory(dir: string): Promise<void> {
   let handle: FileHandle | undefined;
   try {
     handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);

@@ -97,12 +97,13 @@ export function compileTemplate(input: { name: string; text: string; file: strin
 /**
  * Renders a compiled template in this thread, within its time and allocation limits (a step that runs long
  * still blocks the thread: the daemon renders through sandbox.ts). A render failure is a `TemplateError`
- * (`E_RENDER`) with file, line and column.
+ * (`E_RENDER`) with file, line and column. `slugs` lets several renders share one `slug` scope (the files of a
+ * fan-out); by default each render has its own.
  */
-export async function renderTemplate(template: CompiledTemplate, context: object): Promise<string> {
+export async function renderTemplate(template: CompiledTemplate, context: object, slugs: SlugScope = new SlugScope()): Promise<string> {
   try {
     // Globals are shared with every partial of this render (registers are not), and a symbol is no variable.
-    const globals: RenderGlobals = { [SLUG_SCOPE]: new SlugScope(), [PARTIAL_DEPTH]: 0 };
+    const globals: RenderGlobals = { [SLUG_SCOPE]: slugs, [PARTIAL_DEPTH]: 0 };
     return await template.engine.render(template.parsed, context, { globals });
   } catch (err) {
     throw toTemplateError('E_RENDER', template.name, template.file, err);

@@ -22,28 +22,39 @@ const KILL_GRACE_MS = 2000;
 /** How long a new render process may take to start and to receive a render, before the time limit counts. */
 const START_ALLOWANCE_MS = 30_000;
 
+/** A template as the render process compiles it. */
+type TemplateSpec = { id: number; name: string; file: string; text: string; root: string; strict: boolean; limits: RenderLimits };
+
 /** A render sent to the render process. */
 export interface RenderRequest {
   id: number;
-  template: { id: number; name: string; file: string; text: string; root: string; strict: boolean; limits: RenderLimits };
+  template: TemplateSpec;
   context: object;
+  /**
+   * A fan-out: render each of `templates` once per item, over `context` with the item's variables, all with one
+   * `slug` scope (each template for every item before the next template). The reply's `outputs[t][i]`.
+   */
+  each?: { templates: TemplateSpec[]; items: object[] };
 }
 
 /** The render process's messages: a render started, or its output, or its error as plain data. */
 export type RenderReply =
   | { id: number; started: true; output?: undefined; error?: undefined }
-  | { id: number; output: string; started?: undefined; error?: undefined }
+  | { id: number; output: string | string[][]; started?: undefined; error?: undefined }
   | {
       id: number;
       started?: undefined;
       output?: undefined;
-      error: { code: RosterdErrorCode; detail: string; file: string | undefined; line: number | undefined; column: number | undefined };
+      /** `item`: the index of the fan-out item whose render failed. */
+      error: { code: RosterdErrorCode; detail: string; file: string | undefined; line: number | undefined; column: number | undefined; item?: number };
     };
 
 interface Pending {
   request: RenderRequest;
   template: CompiledTemplate;
-  resolve: (output: string) => void;
+  /** Fan-out: how each item is named in an error (`member "web-1"`). */
+  labels?: readonly string[];
+  resolve: (output: string | string[][]) => void;
   reject: (error: Error) => void;
 }
 
@@ -64,10 +75,24 @@ export class RenderSandbox {
 
   /** Renders `template` with `context` (which is copied to the render process). Rejects with a `TemplateError`. */
   render(template: CompiledTemplate, context: object): Promise<string> {
-    const { id, name, file, text, root, strict } = template;
-    const request: RenderRequest = { id: ++this.#nextId, template: { id, name, file, text, root, strict, limits: this.#limits }, context };
+    const request: RenderRequest = { id: ++this.#nextId, template: this.#spec(template), context };
     return new Promise<string>((resolve, reject) => {
-      this.#queue.push({ request, template, resolve, reject });
+      this.#queue.push({ request, template, resolve: resolve as (output: unknown) => void, reject });
+      this.#next();
+    });
+  }
+
+  /**
+   * Renders each of `templates` once per item, over `context` with the item's `vars`, in one request: the
+   * shared context is copied once, and the limits apply to the whole. Returns `outputs[template][item]`. A
+   * failure names the item by its `label`.
+   */
+  renderEach(templates: readonly CompiledTemplate[], context: object, items: readonly { vars: object; label: string }[]): Promise<string[][]> {
+    const template = templates.at(-1)!;
+    const each = { templates: templates.map((t) => this.#spec(t)), items: items.map((item) => item.vars) };
+    const request: RenderRequest = { id: ++this.#nextId, template: this.#spec(template), context, each };
+    return new Promise<string[][]>((resolve, reject) => {
+      this.#queue.push({ request, template, labels: items.map((item) => item.label), resolve: resolve as (output: unknown) => void, reject });
       this.#next();
     });
   }
@@ -82,6 +107,10 @@ export class RenderSandbox {
   }
 
   // --- internal ---
+
+  #spec({ id, name, file, text, root, strict }: CompiledTemplate): TemplateSpec {
+    return { id, name, file, text, root, strict, limits: this.#limits };
+  }
 
   /** Starts the next queued render, if none is under way; an idle render process no longer keeps the daemon alive. */
   #next(): void {
@@ -128,7 +157,7 @@ export class RenderSandbox {
       }
       const settled = this.#finish(reply.id, () => {
         if (reply.error === undefined) current.resolve(reply.output);
-        else current.reject(rebuild(current.template, reply.error));
+        else current.reject(rebuild(current.template, reply.error, current.labels));
       });
       if (settled) this.#next();
     });
@@ -212,11 +241,12 @@ function renderError(template: CompiledTemplate, reason: string): TemplateError 
 }
 
 /** The render process's error as the `TemplateError` a render in this process would have thrown. */
-function rebuild(template: CompiledTemplate, error: Extract<RenderReply, { error: object }>['error']): TemplateError {
+function rebuild(template: CompiledTemplate, error: Extract<RenderReply, { error: object }>['error'], labels: readonly string[] | undefined): TemplateError {
   const where: { template: string; file?: string; line?: number; column?: number } = { template: template.name };
+  const item = error.item === undefined ? undefined : labels?.[error.item];
   if (error.file !== undefined) where.file = error.file;
   if (error.line !== undefined) where.line = error.line;
   if (error.column !== undefined) where.column = error.column;
   const code = error.code === 'E_TEMPLATE' ? 'E_TEMPLATE' : 'E_RENDER';
-  return new TemplateError(code, error.detail, where);
+  return new TemplateError(code, item === undefined ? error.detail : `${error.detail} (rendering the file of ${item})`, where);
 }

@@ -23,6 +23,45 @@ export interface TemplateResult {
   backupPath?: string;
   error?: RosterdError;
   durationMs: number;
+  /**
+   * A fan-out template (`forEach`): `destination` is its directory, and this lists every file of the render,
+   * in order; dry runs give each one's `content` and `diff`.
+   */
+  files?: FanOutFile[];
+  /** Fan-out with `prune`: the files removed (dry runs: that would be removed). */
+  removed?: string[];
+  /** Fan-out: the items left out because their destination was refused, and why. */
+  refused?: RefusedItem[];
+}
+
+/** One file of a fan-out render. */
+export interface FanOutFile {
+  /** Absolute path. */
+  destination: string;
+  /** The member's name (`forEach: member`) or the tag's value (`groupBy`). */
+  item: string;
+  /** The rendered content differs from the file on disk. */
+  changed: boolean;
+  /** Dry runs: the rendered text. */
+  content?: string;
+  /** Dry runs: a unified diff against the file on disk. */
+  diff?: string;
+}
+
+/** An item of a fan-out whose rendered destination was refused: it gets no file, the others go on. */
+export interface RefusedItem {
+  /** The member's name or the tag's value. */
+  item: string;
+  /** The destination as rendered. */
+  destination: string;
+  reason: string;
+}
+
+/** What a fan-out render did, beside the template's status. */
+export interface FanOutReport {
+  files: FanOutFile[];
+  removed: string[];
+  refused: RefusedItem[];
 }
 
 /** How a reload that covered a template went, as part of a {@link RenderReport}. */
@@ -72,8 +111,11 @@ export interface RenderReport {
 
 /** The events a renderer emits, with their payloads. */
 export interface RendererEvents {
-  /** New content was installed (before its reload, if any). */
-  rendered: [event: { template: string; destination: string; members: number; backupPath?: string; durationMs: number }];
+  /**
+   * New content was installed (before its reload, if any). A fan-out template emits one event per render:
+   * `destination` is its directory, `files` the files written and `removed` those pruned.
+   */
+  rendered: [event: { template: string; destination: string; members: number; backupPath?: string; durationMs: number; files?: string[]; removed?: string[] }];
   /** A render produced exactly what the file already holds: nothing written, nothing run. */
   unchanged: [event: { template: string; destination: string; members: number; durationMs: number }];
   /** A guard (`minMembers`, `maxShrink`) refused the render; the previous file stays. */

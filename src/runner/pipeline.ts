@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
-import { dirname } from 'node:path';
-import { commandFailure, logFailedOutput, type Reloader } from '../commands/reloader.js';
-import { runCommand } from '../commands/run.js';
+import type { FileChange, Reloader } from '../commands/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { RosterdError, TemplateError, TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { unifiedDiff } from '../output/diff.js';
-import { prepareCandidate, readCurrent, type CurrentFile } from '../output/install.js';
+import { prepareCandidate, readCurrent, restore, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
 import type { RenderSandbox } from '../render/sandbox.js';
 import type { Member } from '../sources/types.js';
+import { runCheck } from './check.js';
+import type { FanOutReport } from './events.js';
 
 /**
  * The steps of one template's render, up to and including install: context → render → guards →
@@ -31,9 +31,19 @@ export interface TemplateMemory {
 }
 
 export type StepOutcome =
-  | { status: 'unchanged'; members: number; content: Buffer }
-  | { status: 'dry'; members: number; changed: boolean; content: string; diff: string }
-  | { status: 'installed'; members: number; previous: CurrentFile | undefined; content: Buffer; backupPath?: string }
+  | { status: 'unchanged'; members: number; content?: Buffer }
+  | { status: 'dry'; members: number; changed: boolean; content: string; diff: string; fanOut?: FanOutReport }
+  | {
+      status: 'installed';
+      members: number;
+      /** Every file the render installed or removed, before and after. */
+      changes: FileChange[];
+      /** Puts back what the render changed, for a failed reload. */
+      rollback: () => Promise<void>;
+      backupPath?: string;
+      /** Fan-out: the files written and removed, and the items whose destinations were refused. */
+      fanOut?: FanOutReport;
+    }
   | { status: 'failed'; members: number; error: RosterdError; stage: 'render' | 'guard' | 'check' | 'install' };
 
 /** Renders and installs one template from the current snapshots. Never throws for an expected failure. */
@@ -102,29 +112,16 @@ export async function renderAndInstall(
   } catch (err) {
     return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot write ${template.destination}: ${(err as Error).message}`, { cause: err }));
   }
-  if (template.check) {
-    const log = options.logger.child({ command: 'check' });
-    const result = await runCommand(template.check, {
-      placeholders: { candidate: candidate.path, destination: template.destination },
-      timeout: template.timeout,
-      cwd: dirname(template.destination),
-      onLine: (stream, line) => log.debug({ stream }, line),
-    });
-    if (!result.ok) {
-      await candidate.discard();
-      logFailedOutput(log, result.output);
-      const error = new TemplateRunError('E_CHECK_FAILED', template.name, `check ${result.command} ${commandFailure(result)}; ${template.destination} left as it was`, {
-        exitCode: result.exitCode,
-        timedOut: result.timedOut,
-        output: result.output,
-      });
-      return fail('check', error);
-    }
+  const checkFailure = await runCheck(template, { candidate: candidate.path, destination: template.destination }, options.logger);
+  if (checkFailure) {
+    await candidate.discard();
+    return fail('check', checkFailure);
   }
   try {
     const installed = await candidate.commit();
     remember(memory, memberIds, bytes);
-    const outcome: StepOutcome = { status: 'installed', members: count, previous: current, content: bytes };
+    const change: FileChange = { path: template.destination, before: current?.bytes, after: bytes };
+    const outcome: StepOutcome = { status: 'installed', members: count, changes: [change], rollback: () => restore(template.destination, current) };
     if (installed.backupPath) outcome.backupPath = installed.backupPath;
     return outcome;
   } catch (err) {
@@ -137,7 +134,7 @@ export async function renderAndInstall(
  * Why the guards refuse a render, or undefined. `maxShrink` compares with the members this process
  * last installed for the template, so it does not apply to the first render.
  */
-function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'maxShrink'>, members: ReadonlySet<string>, last: ReadonlySet<string> | undefined): string | undefined {
+export function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'maxShrink'>, members: ReadonlySet<string>, last: ReadonlySet<string> | undefined): string | undefined {
   if (members.size < template.minMembers) {
     return `only ${members.size} member(s), fewer than minMembers ${template.minMembers}; keeping the previous file`;
   }
@@ -166,11 +163,11 @@ function remember(memory: TemplateMemory, members: ReadonlySet<string>, bytes: B
   memory.lastDigest = digest(bytes);
 }
 
-function digest(bytes: Buffer): string {
+export function digest(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-function installOptions(template: ResolvedTemplate): { perms?: number; uid?: number; gid?: number; backup: boolean } {
+export function installOptions(template: ResolvedTemplate): { perms?: number; uid?: number; gid?: number; backup: boolean } {
   const options: { perms?: number; uid?: number; gid?: number; backup: boolean } = { backup: template.backup };
   if (template.perms !== undefined) options.perms = template.perms;
   if (template.uid !== undefined) options.uid = template.uid;

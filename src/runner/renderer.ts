@@ -6,11 +6,12 @@ import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
 import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { removeStaleTemporaries, restore, type CurrentFile } from '../output/install.js';
+import { removeStaleTemporaries } from '../output/install.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { Member, SerfQueryHandler, Source } from '../sources/types.js';
 import type { ReloadReport, RenderReport, RendererEvents, TemplateResult } from './events.js';
+import { fanOutResult, renderAndInstallFanOut } from './fan-out.js';
 import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
 import { Roster, type SourceStatus } from './roster.js';
 import { createSchedule, type Schedule } from './schedule.js';
@@ -63,10 +64,10 @@ interface TemplateRuntime {
 /** A template of a batch whose reload is to run: installed now, or installed earlier with its reload pending. */
 interface ReloadItem {
   t: TemplateRuntime;
-  /** What to put back when the reload fails; undefined when nothing may be restored (a retried reload). */
-  restore: { previous: CurrentFile | undefined } | undefined;
-  /** What the batch installed; undefined for a retried reload. */
-  change: FileChange | undefined;
+  /** Puts back what the batch changed when the reload fails; undefined when nothing may be restored (a retried reload). */
+  rollback: (() => Promise<void>) | undefined;
+  /** What the batch installed or removed; undefined for a retried reload. */
+  changes: FileChange[] | undefined;
 }
 
 /**
@@ -416,9 +417,9 @@ export class Renderer extends EventEmitter<RendererEvents> {
       // An unchanged file whose last reload failed is reloaded again, and so is one that is not what runs.
       const item: ReloadItem | undefined =
         outcome.status === 'installed'
-          ? { t, restore: { previous: outcome.previous }, change: { path: t.config.destination, before: outcome.previous?.bytes, after: outcome.content } }
+          ? { t, rollback: outcome.rollback, changes: outcome.changes }
           : outcome.status === 'unchanged' && (t.memory.reloadPending || (await this.outOfSync(t)))
-            ? { t, restore: undefined, change: undefined }
+            ? { t, rollback: undefined, changes: undefined }
             : undefined;
       if (!item) continue;
       const group = reloads.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
@@ -470,7 +471,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */
   private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean): Promise<StepOutcome> {
     try {
-      return await renderAndInstall(t.config, snapshots, t.memory, { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log });
+      // A fan-out template (`forEach`) renders many files through the same steps; see fan-out.ts.
+      return await (t.config.fanOut ? renderAndInstallFanOut : renderAndInstall)(t.config, snapshots, t.memory, { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log });
     } catch (err) {
       const error = RosterdError.is(err) ? err : new TemplateRunError('E_INSTALL', t.config.name, (err as Error).message, { cause: err });
       return { status: 'failed', members: 0, error, stage: 'install' };
@@ -493,13 +495,18 @@ export class Renderer extends EventEmitter<RendererEvents> {
         this.emit('unchanged', { template: name, destination, members: outcome.members, durationMs: base.durationMs });
         return { ...base, status: 'unchanged', changed: false };
       case 'dry':
-        return { ...base, status: 'dry', changed: outcome.changed, content: outcome.content, diff: outcome.diff };
+        return { ...base, status: 'dry', changed: outcome.changed, content: outcome.content, diff: outcome.diff, ...fanOutResult(outcome.fanOut) };
       case 'installed': {
-        log.info({ members: outcome.members, backup: outcome.backupPath }, `wrote ${destination}`);
         const event: RendererEvents['rendered'][0] = { template: name, destination, members: outcome.members, durationMs: base.durationMs };
+        if (outcome.fanOut) {
+          const files = outcome.fanOut.files.filter((f) => f.changed).map((f) => f.destination);
+          const removed = outcome.fanOut.removed;
+          log.info({ members: outcome.members, written: files.length, removed: removed.length }, `wrote ${files.length} and removed ${removed.length} file(s) in ${destination}`);
+          Object.assign(event, { files, removed });
+        } else log.info({ members: outcome.members, backup: outcome.backupPath }, `wrote ${destination}`);
         if (outcome.backupPath) event.backupPath = outcome.backupPath;
         this.emit('rendered', event);
-        const result: TemplateResult = { ...base, status: 'written', changed: true };
+        const result: TemplateResult = { ...base, status: 'written', changed: true, ...fanOutResult(outcome.fanOut) };
         if (outcome.backupPath) result.backupPath = outcome.backupPath;
         return result;
       }
@@ -520,7 +527,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const group = items[0]!.t.reloadGroupNames;
     const log = this.logger.child({ template: names.join(','), command: 'reload' });
     const previousLock = this.reloadLocks.get(reloader.key) ?? Promise.resolve();
-    const changes = items.every((item) => item.change) ? items.map((item) => item.change!) : undefined;
+    const changes = items.every((item) => item.changes) ? items.flatMap((item) => item.changes!) : undefined;
     const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line), changes));
     const lock = run.catch(() => undefined);
     this.reloadLocks.set(reloader.key, lock);
@@ -553,13 +560,13 @@ export class Renderer extends EventEmitter<RendererEvents> {
     // A reload that was triggered but not confirmed may still take effect: the file must match what runs.
     const keep = outcome.keepNewFile === true;
     let restoreFailed = false;
-    for (const { t, restore: restorable } of items) {
-      if (keep || !t.config.rollback || !restorable) {
+    for (const { t, rollback } of items) {
+      if (keep || !t.config.rollback || !rollback) {
         t.memory.reloadPending = true;
         continue;
       }
       try {
-        await restore(t.config.destination, restorable.previous);
+        await rollback();
         t.memory.reloadPending = false;
         // The restored file's members are not known: maxShrink has no baseline until the next install.
         t.memory.lastMembers = undefined;
@@ -570,14 +577,14 @@ export class Renderer extends EventEmitter<RendererEvents> {
         log.error({ err }, `could not restore ${t.config.destination}: ${(err as Error).message}`);
       }
     }
-    const rolledBack = !keep && !restoreFailed && items.every(({ t, restore: restorable }) => t.config.rollback && restorable);
+    const rolledBack = !keep && !restoreFailed && items.every(({ t, rollback }) => t.config.rollback && rollback);
     const what = keep
       ? 'it may still take effect, so the new file stays in place'
       : rolledBack
         ? 'previous file restored'
         : restoreFailed
           ? 'restore failed'
-          : items.some(({ restore: restorable }) => !restorable)
+          : items.some(({ rollback }) => !rollback)
             ? 'the file stays in place; the next render reloads again'
             : 'rollback is off, new file left in place';
     const error = new TemplateRunError('E_RELOAD_FAILED', names.join(', '), `reload (${reloader.description}) failed: ${outcome.reason ?? 'unknown reason'}; ${what}`, {
@@ -636,7 +643,10 @@ function renderReport(
     snapshots: used,
     outcome: 'failed',
   };
-  if (outcome.status === 'installed') Object.assign(report, { outcome: 'written', content: outcome.content }, outcome.previous ? { previous: outcome.previous.bytes } : {});
+  if (outcome.status === 'installed') {
+    const file = outcome.changes.find((c) => c.path === template.destination);
+    Object.assign(report, { outcome: 'written' }, file?.after ? { content: file.after } : {}, file?.before ? { previous: file.before } : {});
+  }
   else if (outcome.status === 'unchanged') Object.assign(report, { outcome: 'unchanged', content: outcome.content });
   else if (outcome.status === 'failed') {
     report.error = outcome.error;

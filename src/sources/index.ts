@@ -1,6 +1,7 @@
 import type { SourceConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { createDnsSource } from './dns.js';
+import createEtcdSource from './etcd.js';
 import { createFileSource } from './file.js';
 import createSerfSource from './serf.js';
 import { isSource, type Source, type SourceContext, type SourceFactory } from './types.js';
@@ -10,6 +11,7 @@ const FACTORIES: { [T in SourceConfig['type']]: SourceFactory<Extract<SourceConf
   file: createFileSource,
   dns: createDnsSource,
   serf: createSerfSource,
+  etcd: createEtcdSource,
 };
 
 /** Builds the source a config entry describes, or returns a plugged-in `Source` object as it is. */

@@ -147,7 +147,7 @@ function checkAddress(address: string): string | undefined {
  * A value as JSON, with the control characters JSON leaves as they are (DEL, C1, U+2028, U+2029) escaped too:
  * what a warning prints about a bad member cannot start a line of its own.
  */
-function printable(value: unknown): string {
+export function printable(value: unknown): string {
   return String(JSON.stringify(value)).replace(CONTROL_CHARACTERS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

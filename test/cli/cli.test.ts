@@ -174,6 +174,17 @@ describe('rosterd CLI', () => {
     expect(help.stdout).toContain('--dry');
   });
 
+  it('render --once --dry prints each file of a fan-out, and what prune would remove', async () => {
+    await setup({ contents: 'server {{ member.name }}\n', destination: 'out/{{ member.name }}.cfg', forEach: 'member', prune: true });
+    await writeFile(at('members.json'), '[{"name":"a","address":"10.0.0.1"},{"name":"b","address":"10.0.0.2"}]');
+    expect((await runCli(['render', '--once'], { cwd: dir })).code).toBe(0);
+    await writeFile(at('members.json'), '[{"name":"a","address":"10.0.0.1"}]');
+    const run = await runCli(['render', '--once', '--dry'], { cwd: dir });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe(`==> ${at('out/a.cfg')} (unchanged) <==\nserver a\n==> ${at('out/b.cfg')} (would be removed) <==\n`);
+    expect(await readFile(at('out/b.cfg'), 'utf8')).toBe('server b\n');
+  });
+
   it('renders the quickstart example with nothing but Node', async () => {
     const run = await runCli(['render', '--once', '--dry', '-c', join(QUICKSTART, 'renderer.config.yaml')]);
     expect(run.code).toBe(0);

@@ -43,7 +43,12 @@ export interface Daemon {
 }
 
 export function startDaemon(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Daemon {
-  const child = spawn(process.execPath, [BIN, 'run', '--log-format', 'json', ...args], {
+  return startCommand('run', args, options);
+}
+
+/** Starts `rosterd COMMAND --log-format json ...` (a command that runs until a signal, as `run` and `announce`). */
+export function startCommand(command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Daemon {
+  const child = spawn(process.execPath, [BIN, command, '--log-format', 'json', ...args], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

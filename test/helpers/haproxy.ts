@@ -21,6 +21,8 @@ export interface StartHaproxyOptions {
   config: string;
   /** Milliseconds to wait for the first worker. @default 10000 */
   readyTimeout?: number;
+  /** More arguments after the config, e.g. `['-f', dir]` for a directory of `.cfg` files. */
+  extraArgs?: readonly string[];
 }
 
 /** A running master-worker HAProxy. */
@@ -66,7 +68,7 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
   await writeFile(configPath, options.config);
 
   // `detached`: a process group of its own, so that stop() can account for the workers too.
-  const child = spawn(HAPROXY_BIN, ['-W', '-S', masterSocket, '-f', configPath, '-p', pidFile], {
+  const child = spawn(HAPROXY_BIN, ['-W', '-S', masterSocket, '-f', configPath, '-p', pidFile, ...(options.extraArgs ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

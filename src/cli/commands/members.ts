@@ -1,7 +1,4 @@
 import { Option, type Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
-import { Roster } from '../../runner/roster.js';
-import { createSource } from '../../sources/index.js';
 import type { Member } from '../../sources/types.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -16,6 +13,7 @@ export function registerMembers(program: Command, io: CliIo, setExit: (code: num
     .addOption(new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout')))
     .action(async (options: { json?: boolean; timeout: number }, command: Command) => {
       const ctx = commandContext(command, io);
+      const [{ loadConfig }, { Roster }, { createSource }] = await Promise.all([import('../../config/load.js'), import('../../runner/roster.js'), import('../../sources/index.js')]);
       const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
       const roster = new Roster(ctx.logger);
       roster.onError((source, error) => ctx.logger.child({ source }).error(error.message));

@@ -1,6 +1,4 @@
 import { Option, type Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
-import { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode, exitCodeFor } from '../exit-codes.js';
 import { durationOption, usageError } from '../options.js';
@@ -29,6 +27,7 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
     .action(async (options: RenderOptions, command: Command) => {
       if (!options.once) throw usageError('render needs --once (to keep rendering on changes, run `rosterd run`)');
       const ctx = commandContext(command, io);
+      const [{ loadConfig }, { Renderer }] = await Promise.all([import('../../config/load.js'), import('../../runner/renderer.js')]);
       const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
       const renderer = new Renderer(config, { logger: ctx.logger });
       const dry = Boolean(options.dry || options.diff);
@@ -37,7 +36,11 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
       for (const result of results) {
         if (result.status === 'dry') {
           if (options.diff) io.stdout.write(result.diff ?? '');
-          else io.stdout.write(`==> ${result.destination} (${result.changed ? 'would change' : 'unchanged'}) <==\n${result.content ?? ''}${result.content?.endsWith('\n') === false ? '\n' : ''}`);
+          else if (result.files) {
+            // A fan-out: each of its files, then those prune would remove.
+            for (const file of result.files) io.stdout.write(dryFile(file.destination, file.changed, file.content ?? ''));
+            for (const path of result.removed ?? []) io.stdout.write(`==> ${path} (would be removed) <==\n`);
+          } else io.stdout.write(dryFile(result.destination, result.changed, result.content ?? ''));
         }
         if (result.error) {
           const code = exitCodeFor(result.error);
@@ -47,4 +50,9 @@ export function registerRender(program: Command, io: CliIo, setExit: (code: numb
       }
       setExit(exit);
     });
+}
+
+/** A file as `render --once --dry` prints it: a header with its path, then its content. */
+function dryFile(destination: string, changed: boolean, content: string): string {
+  return `==> ${destination} (${changed ? 'would change' : 'unchanged'}) <==\n${content}${content.endsWith('\n') || content === '' ? '' : '\n'}`;
 }

@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
-import { killAllCommands } from '../../commands/run.js';
-import { loadConfig } from '../../config/load.js';
 import { ConfigError, RosterdError } from '../../errors.js';
-import { Renderer } from '../../runner/renderer.js';
+import type { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
@@ -24,6 +22,8 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
       // Signals first: one that arrives while the config loads must neither kill the process nor be lost.
       const signals = new SignalInbox(io.handleSignals !== false);
       try {
+        // Loaded when the command runs: other commands (`announce`) need none of it.
+        const [{ loadConfig }, { Renderer }] = await Promise.all([import('../../config/load.js'), import('../../runner/renderer.js')]);
         const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
         const listen = options.listen ?? config.http?.listen;
         if (listen !== undefined) {
@@ -86,6 +86,7 @@ class SignalInbox {
 /** Runs the renderer (and the status endpoint, if asked) until a stop signal; resolves with the exit code. */
 async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | undefined, signals: SignalInbox): Promise<number> {
   const { logger } = ctx;
+  const [{ loadConfig }, { killAllCommands }] = await Promise.all([import('../../config/load.js'), import('../../commands/run.js')]);
   const configFile = renderer.currentConfig.file ?? ctx.options.config;
   let stopping: Promise<void> | undefined;
   let resolveDone!: (code: number) => void;

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/load.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 
@@ -10,6 +9,7 @@ export function registerValidate(program: Command, io: CliIo, setExit: (code: nu
     .description('load the config and compile every template; report every problem at once (exit 0 or 2)')
     .action(async (_options, command: Command) => {
       const ctx = commandContext(command, io);
+      const { loadConfig } = await import('../../config/load.js');
       const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
       const where = config.file ?? 'config';
       ctx.logger.info(

@@ -1,0 +1,80 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, startCommand } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
+
+/**
+ * What a command loads: `rosterd announce` runs on every web node and is waited for when a node joins, so
+ * it loads the etcd client and nothing of the renderer (config schema, templates, file watching, commands).
+ * The packages a process loaded are recorded by a preloaded module: a resolve hook for ES modules, and
+ * the CommonJS module cache when the process exits.
+ */
+
+const RENDERER_PACKAGES = ['zod', 'liquidjs', 'chokidar', 'execa', 'cosmiconfig', 'jiti', 'js-yaml', 'diff', 'prom-client', 'msgpack-lite'];
+
+let dir: string;
+let cleanup: () => Promise<void>;
+let record: string;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  ({ path: dir, cleanup } = await tempDir());
+  record = join(dir, 'loaded.txt');
+  const hooks = join(dir, 'hooks.mjs');
+  await writeFile(
+    hooks,
+    `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context);
+  appendFileSync(${JSON.stringify(record)}, resolved.url + '\\n');
+  return resolved;
+}\n`,
+  );
+  const preload = join(dir, 'preload.mjs');
+  await writeFile(
+    preload,
+    `import { appendFileSync } from 'node:fs';
+import { createRequire, register } from 'node:module';
+register(${JSON.stringify(pathToFileURL(hooks).href)});
+const cache = createRequire(import.meta.url).cache;
+process.on('exit', () => appendFileSync(${JSON.stringify(record)}, Object.keys(cache).join('\\n') + '\\n'));\n`,
+  );
+  env = { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` };
+});
+afterAll(() => cleanup?.());
+
+/** The npm packages the last process loaded. */
+async function loadedPackages(): Promise<Set<string>> {
+  const text = await readFile(record, 'utf8');
+  await writeFile(record, '');
+  return new Set([...text.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)].map((m) => m[1]!));
+}
+
+describe('rosterd announce loads what it needs only', () => {
+  it('the etcd client and the logger; nothing of the renderer, and no pretty-printer for a JSON log', async () => {
+    // Nothing answers on port 1: announce keeps retrying until SIGTERM.
+    const node = startCommand('announce', ['--endpoints', 'http://127.0.0.1:1', '--prefix', '/x/', '--name', 'web-1', '--address', '10.0.0.1'], { env });
+    await node.waitForLog(/cannot announce \/x\/web-1: etcd unreachable/);
+    expect(await node.stop('SIGTERM')).toBe(0);
+    const loaded = await loadedPackages();
+    for (const name of ['etcd3', '@grpc/grpc-js', 'commander', 'pino']) expect(loaded).toContain(name);
+    for (const name of [...RENDERER_PACKAGES, 'pino-pretty']) expect(loaded).not.toContain(name);
+  });
+
+  it('the same for a usage error, which loads not even the etcd client', async () => {
+    const run = await runCli(['announce', '--log-format', 'text', '--prefix', '/x/', '--address', 'not an address'], { env });
+    expect(run.code).toBe(2);
+    const loaded = await loadedPackages();
+    expect(loaded).toContain('commander');
+    for (const name of [...RENDERER_PACKAGES, 'etcd3', '@grpc/grpc-js']) expect(loaded).not.toContain(name);
+  });
+
+  it('a command that renders loads the renderer (the record sees what is loaded)', async () => {
+    const run = await runCli(['validate', '-c', join(dir, 'missing.json')], { env });
+    expect(run.code).toBe(2);
+    const loaded = await loadedPackages();
+    expect(loaded).toContain('zod');
+  });
+});
