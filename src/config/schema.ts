@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../etcd/endpoints.js';
+import { FLEET_GROUP } from '../fleet/answer.js';
 import { parseListen } from '../ops/http.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
 import { parseDnsServer } from '../sources/dns.js';
@@ -293,19 +294,19 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    /** What this rosterd tells its peers over Serf, and how the daemon compares them. */
+    /** The fleet view: what this rosterd tells its peers over Serf, and how it compares them. */
     fleet: z
       .object({
         /** The Serf sources answer the `rosterd-fleet` query with this rosterd's content hashes. */
         answer: z.boolean().default(true),
         /** Only rosterds of the same group answer each other: one group per set of load balancers that render alike. */
-        group: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'up to 64 letters, digits, "_", "." and "-"').default('default'),
-        /** With the status endpoint on: how often the daemon asks its peers. */
-        interval: positiveDuration.default(15_000),
-        /** A rosterd that differs from the majority for longer than this lags. */
+        group: z.string().regex(FLEET_GROUP, 'up to 64 letters, digits, "_", "." and "-"').default('default'),
+        /** With the status endpoint on: how often the daemon surveys its peers. */
+        interval: duration.refine((ms) => ms >= 1000, 'must be at least 1s').default(15_000),
+        /** A rosterd that has differed from the majority for longer than this lags. */
         lag: duration.default(30_000),
-        /** How long a question waits for answers. */
-        timeout: positiveDuration.default(2000),
+        /** How long a survey waits for answers. */
+        timeout: positiveDuration.refine((ms) => ms <= 60_000, 'must be at most 60s').default(2000),
       })
       .strict()
       .prefault({}),

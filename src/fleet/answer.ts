@@ -1,16 +1,30 @@
+import { z } from 'zod';
+import { CONTROL } from '../sources/snapshot.js';
+
 /**
- * What one rosterd tells its peers in answer to the `rosterd-fleet` Serf query, and how that answer is
- * encoded. An answer must fit the agent's query response limit (1024 bytes by default, the node name and the
- * message's framing included), so it is compact JSON, at most {@link MAX_ANSWER_BYTES}, and ages instead of
- * timestamps (machines' clocks differ; a message's age does not depend on them).
+ * What one rosterd tells its peers in answer to the `rosterd-fleet` Serf query, and how question and answer
+ * are encoded. Both are network input: they are parsed with a schema, bounded in size and count, and anything
+ * else is refused.
+ *
+ * An answer must fit the agent's `query_response_size_limit` (1024 bytes by default), which counts the whole
+ * response message: measured, a 1-character node name leaves 982 bytes for the payload and a 128-character
+ * one 853. An answer is therefore compact JSON of at most {@link MAX_ANSWER_BYTES}, and a rosterd with more
+ * templates than fit answers in pages: the question says from which template on. Times are ages, not
+ * timestamps: machines' clocks differ, a message's age does not depend on them.
  */
 
 /** The Serf query every rosterd's Serf sources answer. */
 export const FLEET_QUERY = 'rosterd-fleet';
-/** The largest encoded answer: below the agent's 1024-byte limit, with room for the node name and framing. */
+/** The largest encoded answer: below the agent's default limit with room for a node name of 128 characters. */
 export const MAX_ANSWER_BYTES = 768;
 /** Hex digits of the content hash in an answer: 64 bits tell different contents apart. */
 export const HASH_DIGITS = 16;
+/** The longest template name an answer carries; a template with a longer name is left out of answers. */
+export const MAX_TEMPLATE_NAME = 128;
+/** The most templates one rosterd reports, over all pages. */
+export const MAX_TEMPLATES = 256;
+/** `fleet.group`: which rosterds compare with each other. */
+export const FLEET_GROUP = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** What one rosterd serves for one template. */
 export interface ServedTemplate {
@@ -23,60 +37,106 @@ export interface ServedTemplate {
   ageMs: number;
 }
 
-/** A decoded answer. */
+/** A decoded answer: one page of a rosterd's templates. */
 export interface FleetAnswer {
   templates: ServedTemplate[];
-  /** Templates left out so the answer would fit. */
-  omitted: number;
+  /** Templates after these, for the next page. */
+  more: number;
 }
 
-/** The question's payload: the group asked. */
-export function encodeQuestion(group: string): Buffer {
-  return Buffer.from(JSON.stringify({ v: 1, group }));
+/** A decoded question. */
+export interface FleetQuestion {
+  group: string;
+  /** The page: the index of the first template to report. */
+  from: number;
 }
 
-/** The group a question asks, or undefined when the payload is not a question this version knows. */
-export function decodeQuestion(payload: Buffer | null): string | undefined {
-  try {
-    const value = JSON.parse(payload?.toString('utf8') ?? '') as { v?: unknown; group?: unknown };
-    return value.v === 1 && typeof value.group === 'string' ? value.group : undefined;
-  } catch {
-    return undefined;
-  }
+/** Ten years, in ms: no answer reports an older content. */
+const MAX_AGE_MS = 10 * 365 * 24 * 3600 * 1000;
+
+const questionSchema = z.object({
+  v: z.literal(1),
+  group: z.string().regex(FLEET_GROUP),
+  from: z.number().int().min(0).max(MAX_TEMPLATES).default(0),
+});
+
+const templateName = z
+  .string()
+  .min(1)
+  .max(MAX_TEMPLATE_NAME)
+  .refine((name) => !CONTROL.test(name), 'control character');
+
+const answerSchema = z.object({
+  v: z.literal(1),
+  t: z
+    .array(
+      z.tuple([
+        templateName,
+        z.string().regex(new RegExp(`^[0-9a-f]{${HASH_DIGITS}}$`)),
+        z.number().int().min(0).max(1e9),
+        z.number().int().min(0).max(MAX_AGE_MS),
+      ]),
+    )
+    .max(MAX_TEMPLATES),
+  more: z.number().int().min(0).max(MAX_TEMPLATES).default(0),
+});
+
+/** The question's payload: the group asked, and the page. */
+export function encodeQuestion(question: FleetQuestion): Buffer {
+  return Buffer.from(JSON.stringify({ v: 1, group: question.group, ...(question.from > 0 ? { from: question.from } : {}) }));
 }
 
-/** Encodes an answer, leaving out the last templates while it is too big. */
-export function encodeAnswer(templates: readonly ServedTemplate[]): Buffer {
-  for (let kept = templates.length; ; kept--) {
-    const rows = templates.slice(0, kept).map((t) => [t.template, t.hash.slice(0, HASH_DIGITS), t.members, Math.max(0, Math.round(t.ageMs))]);
-    const body: { v: number; t: unknown[]; more?: number } = { v: 1, t: rows };
-    if (kept < templates.length) body.more = templates.length - kept;
-    const bytes = Buffer.from(JSON.stringify(body));
-    if (bytes.length <= MAX_ANSWER_BYTES || kept === 0) return bytes;
-  }
+/** A question from a peer, or undefined when the payload is not a question this version knows. */
+export function decodeQuestion(payload: Buffer | null): FleetQuestion | undefined {
+  const value = parseJson(payload, 256);
+  const parsed = questionSchema.safeParse(value);
+  return parsed.success ? { group: parsed.data.group, from: parsed.data.from } : undefined;
 }
 
 /**
- * Decodes an answer from a peer. Peers are other machines: anything that is not a well-formed answer is
- * refused (undefined), and nothing in it is trusted further than its shape.
+ * One page of an answer: the templates from index `from` on (sorted by name), as many as fit in
+ * {@link MAX_ANSWER_BYTES}, and how many follow. Templates with names longer than {@link MAX_TEMPLATE_NAME}
+ * and those beyond {@link MAX_TEMPLATES} are not reported.
+ */
+export function encodeAnswer(served: readonly ServedTemplate[], from: number): Buffer {
+  const templates = served
+    .filter((t) => t.template.length <= MAX_TEMPLATE_NAME)
+    .sort((a, b) => (a.template < b.template ? -1 : a.template > b.template ? 1 : 0))
+    .slice(0, MAX_TEMPLATES);
+  const rows: unknown[] = [];
+  const encode = (more: number): Buffer => Buffer.from(JSON.stringify({ v: 1, t: rows, ...(more > 0 ? { more } : {}) }));
+  let bytes = encode(0);
+  for (let i = from; i < templates.length; i++) {
+    const t = templates[i]!;
+    rows.push([t.template, t.hash.slice(0, HASH_DIGITS), t.members, Math.min(MAX_AGE_MS, Math.max(0, Math.round(t.ageMs)))]);
+    const next = encode(templates.length - i - 1);
+    if (next.length > MAX_ANSWER_BYTES) {
+      rows.pop();
+      return encode(templates.length - i);
+    }
+    bytes = next;
+  }
+  return bytes;
+}
+
+/**
+ * An answer from a peer, or undefined when it is not a well-formed one. Nothing in it is trusted further than
+ * its shape: sizes, counts, numbers and names are bounded, duplicate templates refuse the whole answer.
  */
 export function decodeAnswer(payload: Buffer): FleetAnswer | undefined {
-  let value: unknown;
+  const parsed = answerSchema.safeParse(parseJson(payload, 4096));
+  if (!parsed.success) return undefined;
+  const templates = parsed.data.t.map(([template, hash, members, ageMs]) => ({ template, hash, members, ageMs }));
+  if (new Set(templates.map((t) => t.template)).size !== templates.length) return undefined;
+  return { templates, more: parsed.data.more };
+}
+
+/** JSON from a payload of at most `limit` bytes, or undefined. */
+function parseJson(payload: Buffer | null, limit: number): unknown {
+  if (payload === null || payload.length > limit) return undefined;
   try {
-    value = JSON.parse(payload.toString('utf8'));
+    return JSON.parse(payload.toString('utf8'));
   } catch {
     return undefined;
   }
-  const body = value as { v?: unknown; t?: unknown; more?: unknown };
-  if (typeof value !== 'object' || value === null || body.v !== 1 || !Array.isArray(body.t)) return undefined;
-  const templates: ServedTemplate[] = [];
-  for (const row of body.t as unknown[]) {
-    if (!Array.isArray(row) || row.length !== 4) return undefined;
-    const [template, hash, members, ageMs] = row as unknown[];
-    if (typeof template !== 'string' || typeof hash !== 'string' || !/^[0-9a-f]{1,64}$/.test(hash)) return undefined;
-    if (!Number.isSafeInteger(members) || (members as number) < 0 || !Number.isSafeInteger(ageMs) || (ageMs as number) < 0) return undefined;
-    templates.push({ template, hash, members: members as number, ageMs: ageMs as number });
-  }
-  const omitted = Number.isSafeInteger(body.more) && (body.more as number) > 0 ? (body.more as number) : 0;
-  return { templates, omitted };
 }

@@ -1,10 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { Gauge, type Registry } from 'prom-client';
 import type { SourceConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { Renderer } from '../runner/renderer.js';
-import { SerfClient } from '../serf/client.js';
-import { assessFleet, surveyFleet, type FleetView } from './survey.js';
+import { surveyThrough, type FleetView } from './survey.js';
 
 /** What the daemon knows about its fleet: the last survey, or why there is none. */
 export interface FleetState {
@@ -19,7 +17,16 @@ export interface FleetState {
 }
 
 export interface FleetMonitorEvents {
+  /** A survey is over (`view` or `lastError` is new). */
   update: [];
+}
+
+/** The config's first Serf source, by name: the agent a daemon surveys its fleet through. */
+export function firstSerfSource(sources: Readonly<Record<string, unknown>>): [string, Extract<SourceConfig, { type: 'serf' }>] | undefined {
+  for (const [name, source] of Object.entries(sources)) {
+    if (typeof source === 'object' && source !== null && 'type' in source && source.type === 'serf') return [name, source as Extract<SourceConfig, { type: 'serf' }>];
+  }
+  return undefined;
 }
 
 /**
@@ -36,6 +43,7 @@ export class FleetMonitor extends EventEmitter<FleetMonitorEvents> implements Fl
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
+  readonly #abort = new AbortController();
 
   constructor(renderer: Renderer, logger: Logger) {
     super();
@@ -45,21 +53,15 @@ export class FleetMonitor extends EventEmitter<FleetMonitorEvents> implements Fl
   }
 
   get source(): string | undefined {
-    return this.#serfSource()?.[0];
+    return firstSerfSource(this.#renderer.currentConfig.sources)?.[0];
   }
 
-  /** Stops surveying; resolves once a survey under way is over. */
+  /** Stops surveying; a survey under way is called off. */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
+    this.#abort.abort();
     await this.#running;
-  }
-
-  #serfSource(): [string, Extract<SourceConfig, { type: 'serf' }>] | undefined {
-    for (const [name, source] of Object.entries(this.#renderer.currentConfig.sources)) {
-      if ('type' in source && source.type === 'serf') return [name, source];
-    }
-    return undefined;
   }
 
   #schedule(delay: number): void {
@@ -73,66 +75,24 @@ export class FleetMonitor extends EventEmitter<FleetMonitorEvents> implements Fl
   }
 
   async #survey(): Promise<void> {
-    const serf = this.#serfSource();
-    if (!serf) return;
-    const [, options] = serf;
+    const serf = firstSerfSource(this.#renderer.currentConfig.sources);
+    if (!serf) {
+      this.view = undefined;
+      return;
+    }
+    const [, source] = serf;
     const { group, timeout, lag } = this.#renderer.currentConfig.fleet;
-    let client: SerfClient | undefined;
     try {
-      client = await SerfClient.connect({ address: options.rpcAddr, authKey: options.authKey || undefined, connectTimeout: options.connectTimeout });
-      this.self ??= (await client.stats()).agent?.name;
-      const askedAt = Date.now();
-      const answers = await surveyFleet(client, { group, timeout });
-      this.view = assessFleet(answers, { askedAt, lagMs: lag });
+      ({ self: this.self, view: this.view } = await surveyThrough({ ...source, group, timeout, lag }, this.#abort.signal));
+      if (this.lastError !== undefined) this.#logger.info('the fleet survey works again');
       this.lastError = undefined;
     } catch (err) {
+      if (this.#closed) return;
       const message = (err as Error).message;
+      // Once per distinct error: a survey runs every few seconds.
       if (message !== this.lastError) this.#logger.warn(`cannot survey the fleet: ${message}`);
       this.lastError = message;
-    } finally {
-      await client?.close();
     }
     this.emit('update');
   }
-}
-
-/**
- * The fleet gauges. Labels are template names from the config; peers' node names are not labels (they come
- * from the network): the status page and `rosterd fleet` name them.
- */
-export function registerFleetMetrics(registry: Registry, fleet: FleetState, prefix: string): void {
-  new Gauge({
-    name: `${prefix}fleet_rosterds`,
-    help: 'Rosterds of this group that answered the last fleet survey, this one included.',
-    registers: [registry],
-    collect() {
-      this.reset();
-      if (fleet.view) this.set(fleet.view.nodes.length);
-    },
-  });
-  const perTemplate = (name: string, help: string, value: (t: FleetView['templates'][number]) => number): void => {
-    new Gauge({
-      name: `${prefix}${name}`,
-      help,
-      labelNames: ['template'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const t of fleet.view?.templates ?? []) this.set({ template: t.template }, value(t));
-      },
-    });
-  };
-  perTemplate('fleet_differing', 'Rosterds whose content for the template differs from the majority (or that lack it), lagging ones included.', (t) => t.differing);
-  perTemplate('fleet_lagging', 'Rosterds whose content differs from the majority for longer than fleet.lag.', (t) => t.lagging);
-  new Gauge({
-    name: `${prefix}fleet_in_majority`,
-    help: "1 when this rosterd serves the majority's content for the template, 0 when not.",
-    labelNames: ['template'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const own = fleet.view?.nodes.find((n) => n.node === fleet.self);
-      for (const t of own?.templates ?? []) this.set({ template: t.template }, t.state === 'ok' ? 1 : 0);
-    },
-  });
 }

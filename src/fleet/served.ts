@@ -8,8 +8,10 @@ export interface ServedState {
   /** Per template of the running config that has been in place since start: its content hash, members, age. */
   served(): ServedTemplate[];
   /**
-   * The answer to a `rosterd-fleet` question: undefined (silence) when it asks another group than the running
-   * config's `fleet.group`, or when `fleet.answer` is off.
+   * The answer to a `rosterd-fleet` question: undefined (silence) when it is not a question this version
+   * knows, asks another group than the running config's `fleet.group`, when `fleet.answer` is off, or while
+   * a template of the running config has not had its first render (a rosterd that is starting would
+   * otherwise be reported as lacking its templates).
    */
   answer(question: Buffer | null): Buffer | undefined;
   close(): void;
@@ -18,11 +20,13 @@ export interface ServedState {
 /**
  * Follows what is in place: a render that was written and applied (or found unchanged) sets the template's
  * content; a failed one leaves the previous content in place (a failed reload restores the previous file), so
- * it changes nothing here.
+ * it changes nothing here. Fan-out templates (many files) are not followed.
  */
 export function createServedState(renderer: Renderer): ServedState {
   const byTemplate = new Map<string, { hash: string; members: number; since: number }>();
+  const rendered = new Set<string>();
   const listener = (report: RenderReport): void => {
+    rendered.add(report.template);
     if ((report.outcome !== 'written' && report.outcome !== 'unchanged') || !report.content || report.reload?.ok === false) return;
     const hash = contentHash(report.content);
     const previous = byTemplate.get(report.template);
@@ -38,9 +42,11 @@ export function createServedState(renderer: Renderer): ServedState {
   };
   return {
     served,
-    answer(question) {
+    answer(payload) {
       const { answer, group } = renderer.currentConfig.fleet;
-      return answer && decodeQuestion(question) === group ? encodeAnswer(served()) : undefined;
+      const question = answer ? decodeQuestion(payload) : undefined;
+      if (question?.group !== group || !renderer.templateStatus().every((t) => rendered.has(t.template))) return undefined;
+      return encodeAnswer(served(), question.from);
     },
     close: () => renderer.off('settled', listener),
   };

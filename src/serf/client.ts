@@ -324,12 +324,20 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
 
   /**
    * Sends a query to the cluster and resolves, once the agent's deadline has passed, with every answer it got
-   * (several answers from one node are all kept). Rejects when the connection is lost before the deadline.
+   * (several answers from one node are all kept). With `filterNodes`, it resolves as soon as each of those
+   * nodes has answered (the records still due for the query are read and dropped). Rejects when the
+   * connection is lost before then.
    */
   async query(options: SerfQueryOptions): Promise<SerfQueryResponse[]> {
     const responses: SerfQueryResponse[] = [];
+    const awaited = new Set(options.filterNodes ?? []);
     let settle!: { resolve: () => void; reject: (err: Error) => void };
+    let settled = false;
     const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    const finish = (): void => {
+      settled = true;
+      settle.resolve();
+    };
     // Awaited only once the query is sent: a close before that must not count as unhandled.
     done.catch(() => undefined);
     const onClose = (err: SerfError | undefined): void => settle.reject(err ?? new SerfError('closed', `query ${options.name}: the client was closed`));
@@ -339,11 +347,15 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
       parse: parseQueryRecord,
       deliver: (record) => {
         const { type, from, payload } = record as { type: string; from: string; payload: Buffer | null };
-        if (type === 'response') responses.push({ from, payload: payload ?? Buffer.alloc(0) });
+        if (type === 'response' && !settled) {
+          responses.push({ from, payload: payload ?? Buffer.alloc(0) });
+          awaited.delete(from);
+          if (options.filterNodes?.length && awaited.size === 0) finish();
+        }
         if (type !== 'done') return;
         // After `done` the agent sends nothing more for this Seq: it may be used again.
         if (seq !== undefined) this.#streams.delete(seq);
-        settle.resolve();
+        finish();
       },
     };
     const body = {

@@ -191,7 +191,12 @@ const createSerfSource = ((name, options, context) => {
 
   /** Answers a query on the connection it came on (the agent knows its ID only there). */
   function answer(from: SerfClient, query: SerfQueryEvent): void {
-    const reply = queries[query.name]?.(query.payload);
+    let reply: Buffer | string | undefined;
+    try {
+      reply = Object.hasOwn(queries, query.name) ? queries[query.name]!(query.payload) : undefined;
+    } catch (err) {
+      log.warn({ query: query.name }, `could not answer the Serf query ${query.name}: ${(err as Error).message}`);
+    }
     if (reply === undefined) return;
     from.respond(query.id, reply).catch((err: unknown) => {
       if (client === from) log.warn({ query: query.name }, `could not answer the Serf query ${query.name}: ${(err as Error).message}`);
