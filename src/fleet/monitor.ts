@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
-import type { SourceConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { Renderer } from '../runner/renderer.js';
-import { surveyThrough, type FleetView } from './survey.js';
+import { firstSerfSource, surveyThrough, type FleetView } from './survey.js';
 
 /** What the daemon knows about its fleet: the last survey, or why there is none. */
 export interface FleetState {
@@ -19,14 +18,6 @@ export interface FleetState {
 export interface FleetMonitorEvents {
   /** A survey is over (`view` or `lastError` is new). */
   update: [];
-}
-
-/** The config's first Serf source, by name: the agent a daemon surveys its fleet through. */
-export function firstSerfSource(sources: Readonly<Record<string, unknown>>): [string, Extract<SourceConfig, { type: 'serf' }>] | undefined {
-  for (const [name, source] of Object.entries(sources)) {
-    if (typeof source === 'object' && source !== null && 'type' in source && source.type === 'serf') return [name, source as Extract<SourceConfig, { type: 'serf' }>];
-  }
-  return undefined;
 }
 
 /**
@@ -76,14 +67,10 @@ export class FleetMonitor extends EventEmitter<FleetMonitorEvents> implements Fl
 
   async #survey(): Promise<void> {
     const serf = firstSerfSource(this.#renderer.currentConfig.sources);
-    if (!serf) {
-      this.view = undefined;
-      return;
-    }
-    const [, source] = serf;
     const { group, timeout, lag } = this.#renderer.currentConfig.fleet;
     try {
-      ({ self: this.self, view: this.view } = await surveyThrough({ ...source, group, timeout, lag }, this.#abort.signal));
+      if (serf) ({ self: this.self, view: this.view } = await surveyThrough({ ...serf[1], group, timeout, lag }, this.#abort.signal));
+      else this.view = undefined;
       if (this.lastError !== undefined) this.#logger.info('the fleet survey works again');
       this.lastError = undefined;
     } catch (err) {

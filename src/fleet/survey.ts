@@ -1,3 +1,4 @@
+import type { SourceConfig } from '../config/schema.js';
 import { SerfClient } from '../serf/client.js';
 import { CONTROL } from '../sources/snapshot.js';
 import { FLEET_QUERY, decodeAnswer, encodeQuestion, type ServedTemplate } from './answer.js';
@@ -47,12 +48,12 @@ export async function surveyFleet(client: SerfClient, options: { group: string; 
       if (templates && more > 0 && !stalled) next.set(templates.length, [...(next.get(templates.length) ?? []), node]);
     }
     if (next.size === 0) break;
-    const rounds = await Promise.all([...next].map(async ([from, nodes]) => ({ nodes, responses: await ask(from, nodes) })));
-    for (const { nodes, responses } of rounds) {
+    const rounds = await Promise.all([...next].map(async ([from, nodes]) => ({ asked: new Set(nodes), responses: await ask(from, nodes) })));
+    for (const { asked, responses } of rounds) {
       const answered = new Set<string>();
       for (const { from, payload } of responses) {
         const entry = byNode.get(from);
-        if (!entry?.templates || answered.has(from) || !nodes.includes(from)) continue;
+        if (!entry?.templates || answered.has(from) || !asked.has(from)) continue;
         answered.add(from);
         const answer = decodeAnswer(payload);
         const names = new Set(entry.templates.map((t) => t.template));
@@ -61,7 +62,7 @@ export async function surveyFleet(client: SerfClient, options: { group: string; 
         else entry.templates = undefined;
       }
       // A rosterd that did not answer its next page keeps what it said; the rest counts as omitted.
-      for (const node of nodes) if (!answered.has(node)) byNode.get(node)!.stalled = true;
+      for (const node of asked) if (!answered.has(node)) byNode.get(node)!.stalled = true;
     }
   }
   return [...byNode]
@@ -183,6 +184,14 @@ export function assessFleet(answers: readonly Answer[], options: { askedAt: numb
     return node;
   });
   return { askedAt: options.askedAt, lagMs: options.lagMs, nodes, templates: judged.map((j) => j.summary) };
+}
+
+/** The config's first Serf source, by name: the agent to survey the fleet through. */
+export function firstSerfSource(sources: Readonly<Record<string, unknown>>): [string, Extract<SourceConfig, { type: 'serf' }>] | undefined {
+  for (const [name, source] of Object.entries(sources)) {
+    if (typeof source === 'object' && source !== null && 'type' in source && source.type === 'serf') return [name, source as Extract<SourceConfig, { type: 'serf' }>];
+  }
+  return undefined;
 }
 
 /** The settings of one survey: which agent, which group, how long to wait, the lag. */

@@ -154,3 +154,32 @@ describe('a fleet of three load balancers', () => {
     expect(node(caughtUp, 'lb-3')!.templates[0]).toMatchObject({ state: 'ok', members: 3 });
   }, 60_000);
 });
+
+describe('rosterd fleet exit codes', () => {
+  const cli = async (config: Record<string, unknown>, ...args: string[]) => {
+    const file = join(dir, 'exit-codes.config.json');
+    await writeFile(file, JSON.stringify({ templates: [{ name: 'x', contents: 'x', destination: 'x.cfg' }], ...config }));
+    return runCli(['fleet', '-c', file, ...args], { timeout: 20_000 });
+  };
+  const serf = (rpcAddr: string) => ({ web: { type: 'serf', rpcAddr } });
+
+  it('2 without a serf source to ask through, or with --source naming none', async () => {
+    const noSerf = await cli({ sources: { web: { type: 'file', path: 'members.json' } } });
+    expect([noSerf.code, noSerf.stderr]).toEqual([2, 'rosterd: the config has no serf source to ask the fleet through\n']);
+    const wrong = await cli({ sources: serf(lbs[0]!.agent.rpcAddr) }, '--source', 'nope');
+    expect([wrong.code, wrong.stderr]).toEqual([2, 'rosterd: --source: no serf source named "nope" in the config\n']);
+  });
+
+  it('3 when the agent cannot be reached', async () => {
+    const run = await cli({ sources: serf(`127.0.0.1:${await freePort()}`) });
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(/Serf agent at 127\.0\.0\.1:\d+/);
+  });
+
+  it('1 when no rosterd of the group answers', async () => {
+    const run = await cli({ sources: serf(lbs[0]!.agent.rpcAddr), fleet: { group: 'nobody-here', timeout: '300ms' } });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('0 rosterds of group nobody-here answered; 0 flagged\n');
+    expect(run.stderr).toContain('no rosterd of group nobody-here answered within 300 ms');
+  });
+});

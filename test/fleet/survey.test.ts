@@ -124,7 +124,12 @@ describe('SerfClient.query with filterNodes', () => {
     answerers.set('lb-d', () => 'd');
     const client = await SerfClient.connect({ address: agents[0]!.rpcAddr });
     try {
-      const responses = await client.query({ name: FLEET_QUERY, timeout: 60_000, filterNodes: ['lb-c', 'lb-d'] });
+      // The deadline is a minute away; the agents' logs say what happened if the answers do not come.
+      let timer: NodeJS.Timeout | undefined;
+      const stuck = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answers from lb-c and lb-d:\n${agents.map((a) => `--- ${a.name}\n${a.output()}`).join('\n')}`)), 15_000);
+      });
+      const responses = await Promise.race([client.query({ name: FLEET_QUERY, timeout: 60_000, filterNodes: ['lb-c', 'lb-d'] }), stuck]).finally(() => clearTimeout(timer));
       expect(responses.map((r) => [r.from, r.payload.toString()]).sort()).toEqual([
         ['lb-c', 'c'],
         ['lb-d', 'd'],

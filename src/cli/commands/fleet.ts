@@ -20,11 +20,7 @@ export function registerFleet(program: Command, io: CliIo, setExit: (code: numbe
     .addOption(new Option('--timeout <duration>', 'how long to wait for answers (default: fleet.timeout)').argParser(durationOption('--timeout')))
     .action(async (options: { json?: boolean; source?: string; lag?: number; timeout?: number }, command: Command) => {
       const ctx = commandContext(command, io);
-      const [{ loadConfig }, { firstSerfSource }, { surveyThrough }] = await Promise.all([
-        import('../../config/load.js'),
-        import('../../fleet/monitor.js'),
-        import('../../fleet/survey.js'),
-      ]);
+      const [{ loadConfig }, { firstSerfSource, surveyThrough }] = await Promise.all([import('../../config/load.js'), import('../../fleet/survey.js')]);
       const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
       const serf = firstSerfSource(options.source === undefined ? config.sources : { [options.source]: config.sources[options.source] });
       if (!serf) {
