@@ -124,7 +124,7 @@ describe('a fleet of three load balancers', () => {
   it('no longer flags it once its template is fixed', async () => {
     const lb3 = lbs[2]!;
     // The fixed config also debounces for long: the next case needs a load balancer that is slow to follow.
-    await writeConfig(lb3, TEMPLATE, { wait: { min: '6s', max: '6s' } });
+    await writeConfig(lb3, TEMPLATE, { wait: { min: '12s', max: '12s' } });
     lb3.daemon!.child.kill('SIGHUP');
     const run = await waitFor(async () => {
       const result = await fleet('--lag', '0ms');
