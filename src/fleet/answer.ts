@@ -95,12 +95,13 @@ export function decodeQuestion(payload: Buffer | null): FleetQuestion | undefine
 
 /**
  * One page of an answer: the templates from index `from` on (sorted by name), as many as fit in
- * {@link MAX_ANSWER_BYTES}, and how many follow. Templates with names longer than {@link MAX_TEMPLATE_NAME}
- * and those beyond {@link MAX_TEMPLATES} are not reported.
+ * {@link MAX_ANSWER_BYTES}, and how many follow. Templates whose names peers would refuse (longer than
+ * {@link MAX_TEMPLATE_NAME}, or with a control character) and those beyond {@link MAX_TEMPLATES} are not
+ * reported.
  */
 export function encodeAnswer(served: readonly ServedTemplate[], from: number): Buffer {
   const templates = served
-    .filter((t) => t.template.length <= MAX_TEMPLATE_NAME)
+    .filter((t) => t.template.length <= MAX_TEMPLATE_NAME && !CONTROL.test(t.template))
     .sort((a, b) => (a.template < b.template ? -1 : a.template > b.template ? 1 : 0))
     .slice(0, MAX_TEMPLATES);
   const rows: unknown[] = [];

@@ -28,13 +28,14 @@ export const MAX_PAGES = 8;
 /**
  * Asks every rosterd of `group` in the Serf cluster and resolves with their answers, sorted by node: the first
  * page after `timeout` ms, then the next pages of those that have more, from those rosterds only (each of
- * these rounds ends as soon as all of them answered).
+ * these rounds ends as soon as all of them answered). Ages are as of the first question.
  */
 export async function surveyFleet(client: SerfClient, options: { group: string; timeout: number }): Promise<Answer[]> {
   const ask = (from: number, nodes?: string[]) =>
     client.query({ name: FLEET_QUERY, payload: encodeQuestion({ group: options.group, from }), timeout: options.timeout, ...(nodes ? { filterNodes: nodes } : {}) });
   // `more`: templates not reported yet; `stalled`: it did not answer its last page, so it is not asked again.
   const byNode = new Map<string, { templates: ServedTemplate[] | undefined; more: number; stalled?: boolean }>();
+  const started = performance.now();
   for (const { from, payload } of await ask(0)) {
     // A node with several Serf sources on one agent answers once per source: the first answer counts.
     if (byNode.has(from) || byNode.size >= MAX_FLEET || !isNodeName(from)) continue;
@@ -48,6 +49,8 @@ export async function surveyFleet(client: SerfClient, options: { group: string; 
       if (templates && more > 0 && !stalled) next.set(templates.length, [...(next.get(templates.length) ?? []), node]);
     }
     if (next.size === 0) break;
+    // Ages in later pages are counted from a later question: brought back to the first one's time.
+    const later = performance.now() - started;
     const rounds = await Promise.all([...next].map(async ([from, nodes]) => ({ asked: new Set(nodes), responses: await ask(from, nodes) })));
     for (const { asked, responses } of rounds) {
       const answered = new Set<string>();
@@ -58,7 +61,8 @@ export async function surveyFleet(client: SerfClient, options: { group: string; 
         const answer = decodeAnswer(payload);
         const names = new Set(entry.templates.map((t) => t.template));
         const fresh = answer?.templates.every((t) => !names.has(t.template));
-        if (answer && fresh) Object.assign(entry, { templates: [...entry.templates, ...answer.templates], more: answer.more });
+        const aged = answer?.templates.map((t) => ({ ...t, ageMs: Math.max(0, Math.round(t.ageMs - later)) })) ?? [];
+        if (answer && fresh) Object.assign(entry, { templates: [...entry.templates, ...aged], more: answer.more });
         else entry.templates = undefined;
       }
       // A rosterd that did not answer its next page keeps what it said; the rest counts as omitted.
@@ -132,9 +136,10 @@ export function assessFleet(answers: readonly Answer[], options: { askedAt: numb
   const now = options.now ?? Date.now();
   const valid = answers.filter((a): a is Answer & { templates: ServedTemplate[] } => a.templates !== undefined);
   const names = [...new Set(valid.flatMap((a) => a.templates.map((t) => t.template)))].sort();
+  const byName = new Map(valid.map((a) => [a, new Map(a.templates.map((t) => [t.template, t]))]));
   // Per template and node: what it serves (null: it reported all its templates, not this one).
   const served = (answer: Answer & { templates: ServedTemplate[] }, template: string): ServedTemplate | null | undefined =>
-    answer.templates.find((t) => t.template === template) ?? (answer.omitted === 0 ? null : undefined);
+    byName.get(answer)!.get(template) ?? (answer.omitted === 0 ? null : undefined);
   const changedAt = (t: ServedTemplate): number => options.askedAt - t.ageMs;
 
   const judged = names.map((template) => {

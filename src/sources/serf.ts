@@ -191,16 +191,15 @@ const createSerfSource = ((name, options, context) => {
 
   /** Answers a query on the connection it came on (the agent knows its ID only there). */
   function answer(from: SerfClient, query: SerfQueryEvent): void {
-    let reply: Buffer | string | undefined;
-    try {
-      reply = Object.hasOwn(queries, query.name) ? queries[query.name]!(query.payload) : undefined;
-    } catch (err) {
-      log.warn({ query: query.name }, `could not answer the Serf query ${query.name}: ${(err as Error).message}`);
-    }
-    if (reply === undefined) return;
-    from.respond(query.id, reply).catch((err: unknown) => {
+    const failed = (err: unknown): void => {
       if (client === from) log.warn({ query: query.name }, `could not answer the Serf query ${query.name}: ${(err as Error).message}`);
-    });
+    };
+    try {
+      const reply = Object.hasOwn(queries, query.name) ? queries[query.name]!(query.payload) : undefined;
+      if (reply !== undefined) from.respond(query.id, reply).catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
   /** Takes a `members` snapshot and emits it, filtered. */

@@ -17,6 +17,8 @@ import { waitFor } from '../helpers/wait.js';
 const TEMPLATE = 'backend web\n{% for m in members %}  server {{ m.name }} {{ m.address }}:{{ m.port }}\n{% endfor %}';
 const ODD_TEMPLATE = `${TEMPLATE}  # a local change\n`;
 
+// A group of this run's own: rosterds of other tests' clusters (on reused ports) stay out of its surveys.
+const GROUP = `e2e-${process.pid}`;
 let dir: string;
 let cleanup: () => Promise<void>;
 const agents: SerfAgent[] = [];
@@ -27,7 +29,7 @@ async function writeConfig(lb: (typeof lbs)[number], template: string, extra: Re
     sources: { web: { type: 'serf', rpcAddr: lb.agent.rpcAddr, tags: { role: 'web' }, resyncDelay: '50ms' } },
     templates: [{ name: 'haproxy', contents: template, destination: 'haproxy.cfg', ...extra }],
     http: { listen: `127.0.0.1:${lb.port}` },
-    fleet: { interval: '1s', timeout: '700ms', lag: '1s' },
+    fleet: { group: GROUP, interval: '1s', timeout: '700ms', lag: '1s' },
   };
   const file = join(lb.dir, 'renderer.config.json');
   await writeFile(file, JSON.stringify(config));
@@ -111,7 +113,7 @@ describe('a fleet of three load balancers', () => {
     expect(table.code).toBe(1);
     expect(table.stdout).toMatch(/^lb-1 \* +haproxy +ok /m);
     expect(table.stdout).toMatch(/^lb-3 +haproxy +LAGGING /m);
-    expect(table.stdout).toContain('3 rosterds of group default answered; 1 flagged');
+    expect(table.stdout).toContain(`3 rosterds of group ${GROUP} answered; 1 flagged`);
 
     // Each daemon's /metrics shows it too (its own survey, every second, with fleet.lag 1s).
     await waitFor(async () => (await metric(lbs[0]!, 'rosterd_fleet_lagging{template="haproxy"}')) === 1, 'lb-1 counting one lagging rosterd', { timeout: 20_000 });

@@ -55,8 +55,8 @@ describe('fleet answers', () => {
     expect(seen).toEqual(all.map((t) => t.template));
   });
 
-  it('leaves out templates whose names are too long to carry', () => {
-    const answer = decodeAnswer(encodeAnswer([served('x'.repeat(MAX_TEMPLATE_NAME + 1)), served('ok')], 0));
+  it('leaves out templates whose names peers would refuse: too long, or with a control character', () => {
+    const answer = decodeAnswer(encodeAnswer([served('x'.repeat(MAX_TEMPLATE_NAME + 1)), served('line\nbreak'), served('ok')], 0));
     expect(answer?.templates.map((t) => t.template)).toEqual(['ok']);
   });
 
