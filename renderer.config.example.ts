@@ -128,4 +128,19 @@ export default defineConfig({
 
   // How often to warn while a template waits for a source's first snapshot; default 10s.
   warnInterval: '10s',
+
+  // The render history: the last renders of each template, served by the status endpoint, optionally
+  // appended to a JSON-lines file that is rotated at maxFileBytes.
+  history: { entries: 100, maxDiffBytes: 65536, file: './history.jsonl', maxFileBytes: 10485760, keepFiles: 1 },
+
+  // The fleet view (needs a serf source). Every rosterd answers its peers' `rosterd-fleet` Serf query with the
+  // content hash, member count and age of each template it has in place; `rosterd fleet`, /metrics and the
+  // status page compare them. A rosterd that differs from the majority for longer than `lag` lags.
+  fleet: {
+    answer: true, // answer the query; default true
+    group: 'default', // only rosterds of one group are compared: one per set of load balancers that render alike; default 'default'
+    interval: '15s', // with the status endpoint on: how often the daemon surveys the fleet (at least 1s); default 15s
+    timeout: '2s', // how long a survey waits for answers (at most 60s); default 2s
+    lag: '30s', // default 30s
+  },
 });

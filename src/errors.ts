@@ -115,17 +115,20 @@ export class TemplateRunError extends RosterdError {
   readonly exitCode: number | undefined;
   /** True when the failed command was killed by its timeout. */
   readonly timedOut: boolean;
+  /** The end of the failed command's output (untrusted text: it may echo member data). */
+  readonly output: string | undefined;
 
   constructor(
     code: 'E_GUARD' | 'E_CHECK_FAILED' | 'E_INSTALL' | 'E_RELOAD_FAILED',
     template: string,
     message: string,
-    options?: { cause?: unknown; exitCode?: number; timedOut?: boolean },
+    options?: { cause?: unknown; exitCode?: number; timedOut?: boolean; output?: string },
   ) {
     super(code, message, { cause: options?.cause, prefix: `[template ${template}]` });
     this.template = template;
     this.exitCode = options?.exitCode;
     this.timedOut = options?.timedOut ?? false;
+    this.output = options?.output;
   }
 }
 

@@ -28,7 +28,7 @@ export { createFileSource, type FileSourceOptions } from './sources/file.js';
 export { default as createSerfSource, type SerfSourceOptions } from './sources/serf.js';
 export { createDnsSource, type DnsSourceOptions } from './sources/dns.js';
 export { sanitizeMembers } from './sources/snapshot.js';
-export type { Member, MemberStatus, Source, SourceContext, SourceFactory } from './sources/types.js';
+export type { Member, MemberStatus, SerfQueryHandler, Source, SourceContext, SourceFactory } from './sources/types.js';
 export { createLogger, type Logger, type LoggerOptions, type LogFormat } from './logger.js';
 export { createMetrics, METRIC_PREFIX, type RendererMetrics } from './ops/metrics.js';
 export { startStatusServer, readiness, type StatusServer, type Readiness } from './ops/http.js';

@@ -9,7 +9,7 @@ import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
 import { isSource, type Source } from '../sources/types.js';
 import type { ConfigExport } from './define.js';
 import { formatPath, toConfigIssues } from './issues.js';
-import { configSchema, isHaproxyReload, type ForEach, type ParsedTemplate, type SourceConfig } from './schema.js';
+import { configSchema, isHaproxyReload, type FleetConfig, type ForEach, type HistoryConfig, type ParsedTemplate, type SourceConfig } from './schema.js';
 
 /** A template after loading: absolute paths, defaults filled, text compiled. */
 export interface ResolvedTemplate extends Omit<ParsedTemplate, 'name' | 'source' | 'contents' | 'sources'> {
@@ -56,6 +56,10 @@ export interface ResolvedConfig {
   readonly http: { readonly listen: string } | undefined;
   /** How often (ms) to warn while a template waits for a source's first snapshot. */
   readonly warnInterval: number;
+  /** The render history (its `file` absolute). */
+  readonly history: Readonly<HistoryConfig>;
+  /** The fleet view over Serf (durations in ms). */
+  readonly fleet: Readonly<FleetConfig>;
 }
 
 /** Where `loadConfig()` looks when no file is given, in this order, in the working directory only. */
@@ -188,7 +192,8 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
   // Known once every template is read: the single destinations inside each fan-out's directory.
   const reserved = (t: ResolvedTemplate): ResolvedTemplate =>
     t.fanOut ? { ...t, fanOut: { ...t.fanOut, reserved: [...destinations.keys()].filter((d) => within(d, t.destination)) } } : t;
-  return { file: where.file, baseDir: where.baseDir, sources, templates: templates.map(reserved), http: config.http, warnInterval: config.warnInterval };
+  const history = config.history.file === undefined ? config.history : { ...config.history, file: at(config.history.file) };
+  return { file: where.file, baseDir: where.baseDir, sources, templates: templates.map(reserved), http: config.http, warnInterval: config.warnInterval, history, fleet: config.fleet };
 }
 
 // --- internal ---

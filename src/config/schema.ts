@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../etcd/endpoints.js';
+import { FLEET_GROUP } from '../fleet/answer.js';
 import { parseListen } from '../ops/http.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
 import { parseDnsServer } from '../sources/dns.js';
@@ -277,6 +278,38 @@ export const configSchema = z
     http: z.object({ listen: listenAddress.default('127.0.0.1:9465') }).strict().optional(),
     /** How often to warn while a template waits for a source's first snapshot. */
     warnInterval: duration.refine((ms) => ms >= 100, 'must be at least 100ms').default(10_000),
+    /** The render history, served by the status endpoint and, when `file` is given, written there. */
+    history: z
+      .object({
+        /** Renders kept in memory per template. */
+        entries: z.number().int().min(1).max(10_000).default(100),
+        /** The largest diff kept per render, in bytes; 0 keeps none. */
+        maxDiffBytes: z.number().int().min(0).default(65_536),
+        /** A JSON-lines file every render is appended to. Relative to the config file's directory. */
+        file: z.string().min(1).optional(),
+        /** Size in bytes at which the file is rotated to `<file>.1`. */
+        maxFileBytes: z.number().int().min(4096).default(10_485_760),
+        /** Rotated files kept (`<file>.1` … `<file>.N`); 0 starts the file afresh. */
+        keepFiles: z.number().int().min(0).max(100).default(1),
+      })
+      .strict()
+      .prefault({}),
+    /** The fleet view: what this rosterd tells its peers over Serf, and how it compares them. */
+    fleet: z
+      .object({
+        /** The Serf sources answer the `rosterd-fleet` query with this rosterd's content hashes. */
+        answer: z.boolean().default(true),
+        /** Only rosterds of the same group answer each other: one group per set of load balancers that render alike. */
+        group: z.string().regex(FLEET_GROUP, 'up to 64 letters, digits, "_", "." and "-"').default('default'),
+        /** With the status endpoint on: how often the daemon surveys its peers. */
+        interval: duration.refine((ms) => ms >= 1000, 'must be at least 1s').default(15_000),
+        /** A rosterd that has differed from the majority for longer than this lags. */
+        lag: duration.default(30_000),
+        /** How long a survey waits for answers. */
+        timeout: positiveDuration.refine((ms) => ms <= 60_000, 'must be at most 60s').default(2000),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine(
@@ -313,4 +346,6 @@ type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
 type EtcdSourceConfig = z.output<typeof etcdSourceSchema>;
 export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig | EtcdSourceConfig;
 export type ReloadConfig = NonNullable<ParsedTemplate['reload']>;
+export type HistoryConfig = ParsedConfig['history'];
+export type FleetConfig = ParsedConfig['fleet'];
 export type ForEach = NonNullable<ParsedTemplate['forEach']>;

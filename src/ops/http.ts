@@ -1,11 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Renderer } from '../runner/renderer.js';
 import type { RendererMetrics } from './metrics.js';
 
-/** How long one computation of `/metrics` serves further scrapes, in ms. */
+/** How long one computation of `/metrics` serves further scrapes while no event moves a metric, in ms. */
 const METRICS_CACHE_MS = 1000;
 /**
  * Bounds for clients that are slow or many: the endpoint serves a few scrapers and health checks, and every
@@ -14,6 +14,16 @@ const METRICS_CACHE_MS = 1000;
  * the cap are closed at once.
  */
 export const HTTP_LIMITS = { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, checkIntervalMs: 1000, maxConnections: 100 } as const;
+
+/**
+ * Answers one path of the endpoint (GET and HEAD). `send` writes a whole answer (no body for HEAD); a handler
+ * that streams writes to `res` itself.
+ */
+export type RouteHandler = (
+  request: { req: IncomingMessage; query: URLSearchParams },
+  res: ServerResponse,
+  send: (status: number, type: string, body: string) => void,
+) => void;
 
 /** A running status endpoint. */
 export interface StatusServer {
@@ -53,16 +63,27 @@ export function readiness(renderer: Renderer): Readiness {
  * Serves `/health` (the process answers), `/ready` (see {@link readiness}; 200 or 503) and `/metrics`
  * (Prometheus text format). Listens on `listen` (`host:port`; IPv6 as `[::1]:port`).
  */
-export async function startStatusServer(options: { listen: string; renderer: Renderer; metrics: RendererMetrics; logger: Logger }): Promise<StatusServer> {
+export async function startStatusServer(options: {
+  listen: string;
+  renderer: Renderer;
+  metrics: RendererMetrics;
+  logger: Logger;
+  /** More paths, by path (`/history`). */
+  routes?: Readonly<Record<string, RouteHandler>>;
+}): Promise<StatusServer> {
+  const routes = options.routes ?? {};
+  const paths = ['/health', '/ready', '/metrics', ...Object.keys(routes)];
   const { host, port } = parseListen(options.listen);
-  // Scrapes share one computation per second: a burst of requests (many Prometheus servers, a runaway
-  // client) then costs little more than the responses, and never starves the renders of the event loop.
-  let cached: { at: number; text: Promise<string> } | undefined;
+  // Scrapes share one computation until an event moves a metric, for a second at most: a burst of requests
+  // (many Prometheus servers, a runaway client) then costs little more than the responses and never starves
+  // the renders of the event loop, and a scrape after a render always shows it.
+  let cached: { at: number; generation: number; text: Promise<string> } | undefined;
   const scrape = (): Promise<string> => {
     const now = Date.now();
-    if (!cached || now - cached.at >= METRICS_CACHE_MS) {
+    const generation = options.metrics.generation;
+    if (!cached || now - cached.at >= METRICS_CACHE_MS || cached.generation !== generation) {
       const text = options.metrics.registry.metrics();
-      cached = { at: now, text };
+      cached = { at: now, generation, text };
       text.catch(() => {
         if (cached?.text === text) cached = undefined;
       });
@@ -72,7 +93,7 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
   const server: Server = createServer(
     { headersTimeout: HTTP_LIMITS.headersTimeoutMs, requestTimeout: HTTP_LIMITS.requestTimeoutMs, connectionsCheckingInterval: HTTP_LIMITS.checkIntervalMs },
     (req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
+      const [path = '/', search = ''] = (req.url ?? '/').split('?', 2);
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end();
         return;
@@ -100,7 +121,8 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
           );
           return;
         default:
-          send(404, 'text/plain', 'not found: try /health, /ready or /metrics\n');
+          if (Object.hasOwn(routes, path)) routes[path]!({ req, query: new URLSearchParams(search) }, res, send);
+          else send(404, 'text/plain', `not found: try ${paths.join(', ')}\n`);
       }
     },
   );
@@ -117,7 +139,7 @@ export async function startStatusServer(options: { listen: string; renderer: Ren
   });
   const bound = server.address() as AddressInfo;
   const address = `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
-  options.logger.info({ address }, `status endpoint on http://${address} (/health, /ready, /metrics)`);
+  options.logger.info({ address }, `status endpoint on http://${address} (${paths.join(', ')})`);
   return {
     address,
     close: () =>

@@ -7,6 +7,13 @@ import type { Renderer } from '../runner/renderer.js';
  */
 export interface RendererMetrics {
   readonly registry: Registry;
+  /**
+   * Changes whenever an event moved a metric: a scrape computed before holds stale numbers. (Gauges read at
+   * scrape time, such as ages, change with time alone.)
+   */
+  readonly generation: number;
+  /** Marks the metrics changed, for metrics added to the registry by others. */
+  invalidate(): void;
   /** Stops listening to the renderer. */
   close(): void;
 }
@@ -143,11 +150,26 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
     },
     sourceError: (e: { source: string }) => sourceErrors.inc({ source: e.source }),
   };
-  for (const [event, listener] of Object.entries(listeners)) renderer.on(event as never, listener as never);
+  let generation = 0;
+  const invalidate = (): void => {
+    generation++;
+  };
+  const subscriptions = Object.entries(listeners).map(([event, listener]) => {
+    const counted = (e: never): void => {
+      (listener as (e: never) => void)(e);
+      invalidate();
+    };
+    renderer.on(event as never, counted as never);
+    return [event, counted] as const;
+  });
   return {
     registry,
+    get generation() {
+      return generation;
+    },
+    invalidate,
     close() {
-      for (const [event, listener] of Object.entries(listeners)) renderer.off(event as never, listener as never);
+      for (const [event, listener] of subscriptions) renderer.off(event as never, listener as never);
     },
   };
 }

@@ -20,3 +20,31 @@ export function unifiedDiff(path: string, before: string | undefined, after: str
     { headerOptions: FILE_HEADERS_ONLY },
   );
 }
+
+/** A {@link unifiedDiff} kept within bounds, for records that live in memory (the render history). */
+export interface BoundedDiff {
+  /** The diff, cut at a line boundary to at most `maxBytes`; undefined when not computed (see `omitted`). */
+  text?: string;
+  /** Why the diff is missing or incomplete. */
+  omitted?: string;
+}
+
+/**
+ * A unified diff of at most `maxBytes` (UTF-8), given up when more than `maxEditLines` lines changed: the
+ * diff algorithm's cost grows with the size of the change, and such a diff says little more than "rewritten".
+ */
+export function boundedDiff(path: string, before: string | undefined, after: string, limits: { maxBytes: number; maxEditLines: number }): BoundedDiff {
+  if (before === after) return { text: '' };
+  const label = path.replace(/^\/+/, '');
+  const text = createTwoFilesPatch(before === undefined ? '/dev/null' : `a/${label}`, `b/${label}`, before ?? '', after, undefined, undefined, {
+    headerOptions: FILE_HEADERS_ONLY,
+    maxEditLength: limits.maxEditLines,
+  });
+  if (text === undefined) return { omitted: `more than ${limits.maxEditLines} lines changed` };
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= limits.maxBytes) return { text };
+  // Cut at the last line end within the limit: a character split by the byte limit is after it.
+  let cut = Buffer.from(text).subarray(0, limits.maxBytes).toString('utf8');
+  cut = cut.slice(0, cut.lastIndexOf('\n') + 1);
+  return { text: cut, omitted: `cut at ${limits.maxBytes} bytes of ${bytes}` };
+}

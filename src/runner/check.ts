@@ -28,5 +28,6 @@ export async function runCheck(
   return new TemplateRunError('E_CHECK_FAILED', template.name, `check ${result.command} ${commandFailure(result)}; ${files.destination} left as it was`, {
     exitCode: result.exitCode,
     timedOut: result.timedOut,
+    output: result.output,
   });
 }

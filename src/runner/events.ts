@@ -1,4 +1,5 @@
 import type { RosterdError, SourceError, TemplateRunError } from '../errors.js';
+import type { Member } from '../sources/types.js';
 
 /** One template's outcome in a render pass (`renderOnce` returns one per template). */
 export interface TemplateResult {
@@ -63,6 +64,51 @@ export interface FanOutReport {
   refused: RefusedItem[];
 }
 
+/** How a reload that covered a template went, as part of a {@link RenderReport}. */
+export interface ReloadReport {
+  ok: boolean;
+  /** The reload as shown in logs (`haproxy master CLI reload via …`, the command line). */
+  command: string;
+  /** How the content reached the program: a `reload`, or HAProxy's `runtime` API. */
+  path: 'reload' | 'runtime';
+  durationMs: number;
+  /** Runtime mode: why it reloaded instead. */
+  fallback?: string;
+  /** When it failed: why (its `output` holds the end of the command's output). */
+  error?: TemplateRunError;
+  /** When it failed: whether the previous files were put back. */
+  rolledBack?: boolean;
+}
+
+/**
+ * Everything about one template's render in a batch, once its reload (if any) is over: what it was rendered
+ * from, how it ended, what it installed. One per template and batch (none for dry runs), emitted after the
+ * narrower events of the same render. For observers that keep a record (the render history, the fleet view).
+ */
+export interface RenderReport {
+  template: string;
+  destination: string;
+  /** When the render started (ms since epoch). */
+  startedAt: number;
+  /** The template's first render since the renderer started, or since a config reload replaced it. */
+  first: boolean;
+  /** Render, compare, check and install; the reload's time is in `reload`. */
+  durationMs: number;
+  members: number;
+  /** The snapshots of the template's sources this render used, by source name. */
+  snapshots: ReadonlyMap<string, readonly Member[]>;
+  /** `failed`: a render or install error (see `error`). */
+  outcome: 'written' | 'unchanged' | 'guarded' | 'check-failed' | 'failed';
+  /** Why it was guarded, rejected by the check (with the command's `output`), or failed. */
+  error?: RosterdError;
+  /** The rendered bytes, when written or unchanged. */
+  content?: Buffer;
+  /** The file's bytes before the install, when written over an existing file. */
+  previous?: Buffer;
+  /** The reload that covered this template, when one ran. */
+  reload?: ReloadReport;
+}
+
 /** The events a renderer emits, with their payloads. */
 export interface RendererEvents {
   /**
@@ -88,6 +134,8 @@ export interface RendererEvents {
    * take effect. A file left in place is reloaded again by its next render, even when it is unchanged.
    */
   reloadFailed: [event: { templates: string[]; group: string[]; command: string; error: TemplateRunError; rolledBack: boolean }];
+  /** One template's render is over, its reload included: see {@link RenderReport}. */
+  settled: [report: RenderReport];
   /** A source could not look at its backend; its last good snapshot is kept. */
   sourceError: [event: { source: string; error: SourceError | RosterdError }];
   /**

@@ -31,7 +31,7 @@ export interface TemplateMemory {
 }
 
 export type StepOutcome =
-  | { status: 'unchanged'; members: number }
+  | { status: 'unchanged'; members: number; content?: Buffer }
   | { status: 'dry'; members: number; changed: boolean; content: string; diff: string; fanOut?: FanOutReport }
   | {
       status: 'installed';
@@ -91,7 +91,7 @@ export async function renderAndInstall(
   if (!changed) {
     // Nothing to write, so nothing to guard; and this is now the baseline for maxShrink.
     if (!options.dry) remember(memory, memberIds, bytes);
-    return options.dry ? { status: 'dry', members: count, changed, content, diff: '' } : { status: 'unchanged', members: count };
+    return options.dry ? { status: 'dry', members: count, changed, content, diff: '' } : { status: 'unchanged', members: count, content: bytes };
   }
 
   // maxShrink compares with what this process installed, as long as the file is still that; a file replaced

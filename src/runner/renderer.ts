@@ -9,8 +9,8 @@ import { silentLogger, type Logger } from '../logger.js';
 import { removeStaleTemporaries } from '../output/install.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
-import type { Member, Source } from '../sources/types.js';
-import type { RendererEvents, TemplateResult } from './events.js';
+import type { Member, SerfQueryHandler, Source } from '../sources/types.js';
+import type { ReloadReport, RenderReport, RendererEvents, TemplateResult } from './events.js';
 import { fanOutResult, renderAndInstallFanOut } from './fan-out.js';
 import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
 import { Roster, type SourceStatus } from './roster.js';
@@ -19,6 +19,8 @@ import { createSchedule, type Schedule } from './schedule.js';
 export interface RendererOptions {
   /** Where the renderer logs. Default: nothing is logged (library use); the CLI passes its logger. */
   logger?: Logger;
+  /** Serf queries the renderer's `serf` sources answer, by query name (the daemon's fleet view uses one). */
+  serfQueries?: Readonly<Record<string, SerfQueryHandler>>;
 }
 
 export interface RenderOnceOptions {
@@ -76,6 +78,7 @@ interface ReloadItem {
 export class Renderer extends EventEmitter<RendererEvents> {
   private config: ResolvedConfig;
   private readonly logger: Logger;
+  private readonly serfQueries: RendererOptions['serfQueries'];
   private roster: Roster;
   private templates = new Map<string, TemplateRuntime>();
   private running = false;
@@ -97,6 +100,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
     super();
     this.config = config;
     this.logger = options.logger ?? silentLogger();
+    this.serfQueries = options.serfQueries;
     this.roster = this.createRoster();
     this.templates = this.createTemplates(config, new Map());
   }
@@ -113,10 +117,19 @@ export class Renderer extends EventEmitter<RendererEvents> {
 
   /**
    * Per template: `ready` when it has been written or found unchanged since start and its last render
-   * succeeded; the last error otherwise, if any.
+   * succeeded; the last error otherwise, if any. `pending`: a change waits for its render (`wait`, or the
+   * render under way); `rendering`: a render is under way.
    */
-  templateStatus(): { template: string; ready: boolean; lastError: RosterdError | undefined; sources: readonly string[] }[] {
-    return [...this.templates.values()].map((t) => ({ template: t.config.name, ready: t.ok && !t.lastError, lastError: t.lastError, sources: t.config.sources }));
+  templateStatus(): { template: string; destination: string; ready: boolean; lastError: RosterdError | undefined; sources: readonly string[]; pending: boolean; rendering: boolean }[] {
+    return [...this.templates.values()].map((t) => ({
+      template: t.config.name,
+      destination: t.config.destination,
+      ready: t.ok && !t.lastError,
+      lastError: t.lastError,
+      sources: t.config.sources,
+      pending: t.schedule.pending || t.dirty || this.pendingBatch.has(t),
+      rendering: t.running,
+    }));
   }
 
   /**
@@ -322,7 +335,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   /** Builds the config's sources, but those named in `skip`. Throws when a source refuses its options. */
   private createSources(config: ResolvedConfig, skip: ReadonlySet<string>): Map<string, Source> {
     const sources = new Map<string, Source>();
-    for (const [name, sourceConfig] of Object.entries(config.sources)) if (!skip.has(name)) sources.set(name, createSource(name, sourceConfig, this.logger));
+    for (const [name, sourceConfig] of Object.entries(config.sources)) if (!skip.has(name)) sources.set(name, createSource(name, sourceConfig, this.logger, { queries: this.serfQueries }));
     return sources;
   }
 
@@ -386,13 +399,15 @@ export class Renderer extends EventEmitter<RendererEvents> {
   /** Renders and installs each template of a batch, then runs each distinct reload once. */
   private async renderBatch(batch: TemplateRuntime[], options: { dry: boolean; reload: boolean }): Promise<TemplateResult[]> {
     const snapshots = this.roster.snapshots();
+    const first = new Set(batch.filter((t) => !t.attempted));
     if (!options.dry) for (const t of batch) t.attempted = true;
     if (!options.dry) await Promise.all(batch.filter((t) => !t.swept).map((t) => this.sweep(t)));
     const results = await Promise.all(
       batch.map(async (t) => {
+        const startedAt = Date.now();
         const started = performance.now();
         const outcome = await this.renderOne(t, snapshots, options.dry);
-        return { t, outcome, result: this.report(t, outcome, performance.now() - started) };
+        return { t, outcome, startedAt, result: this.report(t, outcome, performance.now() - started) };
       }),
     );
     const reloads = new Map<string, { reloader: Reloader; items: ReloadItem[] }>();
@@ -411,9 +426,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
       group.items.push(item);
       reloads.set(t.reloader.key, group);
     }
+    const reloadReports = new Map<TemplateRuntime, ReloadReport>();
     await Promise.all(
       [...reloads.values()].map(async ({ reloader, items }) => {
-        const failure = await this.reloadOnce(reloader, items);
+        const reload = await this.reloadOnce(reloader, items);
+        for (const { t } of items) reloadReports.set(t, reload);
+        const failure = reload.error;
         if (!failure) return;
         for (const { t } of items) {
           Object.assign(results.find((r) => r.t === t)!.result, { status: 'failed', error: failure });
@@ -421,6 +439,9 @@ export class Renderer extends EventEmitter<RendererEvents> {
         }
       }),
     );
+    if (!options.dry) {
+      for (const { t, outcome, startedAt, result } of results) this.emit('settled', renderReport(t.config, outcome, result, { startedAt, first: first.has(t), snapshots }, reloadReports.get(t)));
+    }
     return results.map((r) => r.result);
   }
 
@@ -501,7 +522,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
   }
 
   /** Runs one reload for a group of templates; on failure restores the files it may restore. */
-  private async reloadOnce(reloader: Reloader, items: ReloadItem[]): Promise<TemplateRunError | undefined> {
+  private async reloadOnce(reloader: Reloader, items: ReloadItem[]): Promise<ReloadReport> {
     const names = items.map(({ t }) => t.config.name);
     const group = items[0]!.t.reloadGroupNames;
     const log = this.logger.child({ template: names.join(','), command: 'reload' });
@@ -532,7 +553,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       const event: RendererEvents['reloaded'][0] = { templates: names, group, command: reloader.description, durationMs: outcome.durationMs, path };
       if (outcome.fallback !== undefined) event.fallback = outcome.fallback;
       this.emit('reloaded', event);
-      return undefined;
+      return { ok: true, command: reloader.description, path, durationMs: outcome.durationMs, ...(outcome.fallback === undefined ? {} : { fallback: outcome.fallback }) };
     }
     if (outcome.fallback !== undefined) log.warn({ path }, `not applied through the runtime API: ${outcome.fallback}`);
     logFailedOutput(log, outcome.output);
@@ -569,10 +590,11 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const error = new TemplateRunError('E_RELOAD_FAILED', names.join(', '), `reload (${reloader.description}) failed: ${outcome.reason ?? 'unknown reason'}; ${what}`, {
       exitCode: outcome.exitCode,
       timedOut: outcome.timedOut,
+      output: outcome.output,
     });
     log.error({ code: error.code }, error.message);
     this.emit('reloadFailed', { templates: names, group, command: reloader.description, error, rolledBack });
-    return error;
+    return { ok: false, command: reloader.description, path, durationMs: outcome.durationMs, error, rolledBack };
   }
 }
 
@@ -599,6 +621,40 @@ function sameSource(a: ResolvedConfig['sources'][string], b: ResolvedConfig['sou
 /** An error's message without the component prefix, when it has one. */
 function detailOf(error: Error): string {
   return RosterdError.is(error) ? error.detail : error.message;
+}
+
+/** The `settled` event of one template's render: the outcome of its steps, with the snapshots of its sources. */
+function renderReport(
+  template: ResolvedTemplate,
+  outcome: StepOutcome,
+  result: TemplateResult,
+  batch: { startedAt: number; first: boolean; snapshots: ReadonlyMap<string, readonly Member[]> },
+  reload: ReloadReport | undefined,
+): RenderReport {
+  const used = new Map<string, readonly Member[]>();
+  for (const source of template.sources) used.set(source, batch.snapshots.get(source) ?? []);
+  const report: RenderReport = {
+    template: template.name,
+    destination: template.destination,
+    startedAt: batch.startedAt,
+    first: batch.first,
+    durationMs: result.durationMs,
+    members: outcome.members,
+    snapshots: used,
+    outcome: 'failed',
+  };
+  if (outcome.status === 'installed') {
+    const file = outcome.changes.find((c) => c.path === template.destination);
+    Object.assign(report, { outcome: 'written' }, file?.after ? { content: file.after } : {}, file?.before ? { previous: file.before } : {});
+  }
+  else if (outcome.status === 'unchanged') Object.assign(report, { outcome: 'unchanged', content: outcome.content });
+  else if (outcome.status === 'failed') {
+    report.error = outcome.error;
+    if (outcome.stage === 'guard') report.outcome = 'guarded';
+    else if (outcome.stage === 'check') report.outcome = 'check-failed';
+  }
+  if (reload) report.reload = reload;
+  return report;
 }
 
 function failedResult(template: ResolvedTemplate, error: RosterdError, members: number, durationMs: number): TemplateResult {

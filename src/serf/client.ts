@@ -89,10 +89,10 @@ export interface SerfUserEvent {
   coalesce: boolean;
 }
 
-/** A query seen by the agent. This client does not answer queries (`respond` is not implemented). */
+/** A query seen by the agent (stream `query` or `query:NAME`). Answer it with `respond` on the same client. */
 export interface SerfQueryEvent {
   event: 'query';
-  /** The query's ID on this connection (what `respond` would need). */
+  /** The query's ID on this connection (what `respond` needs). */
   id: number;
   /** The query's Lamport time. */
   ltime: number;
@@ -100,6 +100,26 @@ export interface SerfQueryEvent {
   name: string;
   /** The payload bytes, or null when there are none. */
   payload: Buffer | null;
+}
+
+/** A query to send to the cluster (`SerfClient.query()`). */
+export interface SerfQueryOptions {
+  /** The query's name: what `query:NAME` streams subscribe to. */
+  name: string;
+  payload?: Buffer | string;
+  /** Milliseconds until the agent stops collecting answers. Default: the agent's own (from the cluster's size). */
+  timeout?: number;
+  /** Ask only these nodes. */
+  filterNodes?: readonly string[];
+  /** Ask only nodes whose tags match (tag → Go regular expression). */
+  filterTags?: Record<string, string>;
+}
+
+/** One node's answer to a query. */
+export interface SerfQueryResponse {
+  /** The node name. */
+  from: string;
+  payload: Buffer;
 }
 
 /** A record delivered on a stream. */
@@ -294,6 +314,68 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
     return this.#request('tags', { Tags: set, DeleteTags: [...remove] }, ignoreBody);
   }
 
+  /**
+   * Answers a query this client received on a stream (`SerfQueryEvent.id`), before the query's deadline. The
+   * agent refuses a payload larger than its `query_response_size_limit` (1024 bytes by default).
+   */
+  respond(id: number, payload: Buffer | string): Promise<void> {
+    return this.#request('respond', { ID: id, Payload: payload }, ignoreBody);
+  }
+
+  /**
+   * Sends a query to the cluster and resolves, once the agent's deadline has passed, with every answer it got
+   * (several answers from one node are all kept). With `filterNodes`, it resolves as soon as each of those
+   * nodes has answered (the records still due for the query are read and dropped). Rejects when the
+   * connection is lost before then.
+   */
+  async query(options: SerfQueryOptions): Promise<SerfQueryResponse[]> {
+    const responses: SerfQueryResponse[] = [];
+    const awaited = new Set(options.filterNodes ?? []);
+    let settle!: { resolve: () => void; reject: (err: Error) => void };
+    let settled = false;
+    const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    const finish = (): void => {
+      settled = true;
+      settle.resolve();
+    };
+    // Awaited only once the query is sent: a close before that must not count as unhandled.
+    done.catch(() => undefined);
+    const onClose = (err: SerfError | undefined): void => settle.reject(err ?? new SerfError('closed', `query ${options.name}: the client was closed`));
+    this.on('close', onClose);
+    let seq: number | undefined;
+    const handler: StreamHandler = {
+      parse: parseQueryRecord,
+      deliver: (record) => {
+        const { type, from, payload } = record as { type: string; from: string; payload: Buffer | null };
+        if (type === 'response' && !settled) {
+          responses.push({ from, payload: payload ?? Buffer.alloc(0) });
+          awaited.delete(from);
+          if (options.filterNodes?.length && awaited.size === 0) finish();
+        }
+        if (type !== 'done') return;
+        // After `done` the agent sends nothing more for this Seq: it may be used again.
+        if (seq !== undefined) this.#streams.delete(seq);
+        finish();
+      },
+    };
+    const body = {
+      FilterNodes: [...(options.filterNodes ?? [])],
+      FilterTags: options.filterTags ?? {},
+      RequestAck: false,
+      RelayFactor: 0,
+      Timeout: Math.round((options.timeout ?? 0) * 1e6),
+      Name: options.name,
+      Payload: options.payload ?? Buffer.alloc(0),
+    };
+    try {
+      ({ seq } = await this.#openStream('query', body, handler));
+      await done;
+      return responses;
+    } finally {
+      this.off('close', onClose);
+    }
+  }
+
   /** Sends a user event to the cluster. `coalesce` (default true) lets agents keep only the newest per name. */
   event(name: string, payload?: Buffer | string, options: { coalesce?: boolean } = {}): Promise<void> {
     const body = { Name: name, Payload: payload ?? null, Coalesce: options.coalesce ?? true };
@@ -310,7 +392,7 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
 
   // --- internal ---
 
-  async #openStream(command: 'stream' | 'monitor', body: object, handler: StreamHandler): Promise<SerfStream> {
+  async #openStream(command: 'stream' | 'monitor' | 'query', body: object, handler: StreamHandler): Promise<SerfStream> {
     const seq = this.#nextSeq();
     // Registered before the request goes out: the agent may send a record before its reply.
     this.#streams.set(seq, handler);
@@ -494,6 +576,8 @@ const COMMANDS = {
   'force-leave': { requestBody: true, replyBody: false },
   tags: { requestBody: true, replyBody: false },
   event: { requestBody: true, replyBody: false },
+  query: { requestBody: true, replyBody: false },
+  respond: { requestBody: true, replyBody: false },
   stats: { requestBody: false, replyBody: true },
 } as const;
 
@@ -591,6 +675,11 @@ function parseStreamEvent(raw: unknown): SerfStreamEvent {
     return { event, id: num(raw.ID, 'ID'), ltime: num(raw.LTime, 'LTime'), name: text(raw.Name, 'Name'), payload: bytesOrNull(raw.Payload) };
   }
   throw new Error(`unknown stream record type ${JSON.stringify(event)}`);
+}
+
+function parseQueryRecord(raw: unknown): { type: string; from: string; payload: Buffer | null } {
+  if (!isMap(raw)) throw new Error('a query record is not a map');
+  return { type: text(raw.Type, 'Type'), from: text(raw.From, 'From'), payload: bytesOrNull(raw.Payload) };
 }
 
 function parseLogRecord(raw: unknown): string {

@@ -21,6 +21,8 @@ export type {
   SerfMemberEventType,
   SerfUserEvent,
   SerfQueryEvent,
+  SerfQueryOptions,
+  SerfQueryResponse,
   SerfStreamEvent,
   SerfMembersFilter,
   SerfStats,

@@ -1,6 +1,6 @@
 import { SourceError } from '../errors.js';
 import { parseRpcAddress } from '../serf/address.js';
-import { SerfClient, type SerfMember } from '../serf/client.js';
+import { SerfClient, type SerfMember, type SerfQueryEvent } from '../serf/client.js';
 import { SerfError } from '../serf/errors.js';
 import { MEMBER_STATUSES, type Member, type MemberStatus, type Source, type SourceFactory } from './types.js';
 
@@ -82,6 +82,9 @@ const createSerfSource = ((name, options, context) => {
   const authKey = options.authKey || undefined;
   const useMonitor = options.monitor ?? true;
   const pollInterval = options.refreshInterval || undefined;
+  // Queries this rosterd answers (the fleet view) come on the member event stream, on this connection.
+  const queries = context.queries ?? {};
+  const streamTypes = [MEMBER_EVENTS, ...Object.keys(queries).map((query) => `query:${query}`)].join(',');
 
   let onSnapshot: ((members: Member[]) => void) | undefined;
   let onError: ((err: Error) => void) | undefined;
@@ -140,7 +143,7 @@ const createSerfSource = ((name, options, context) => {
     });
     try {
       // Triggers first: changes between these requests and the first read then lead to another read.
-      await next.stream(MEMBER_EVENTS, () => scheduleResync());
+      await next.stream(streamTypes, (event) => (event.event === 'query' ? answer(next, event) : scheduleResync()));
       if (useMonitor) await openMonitor(next);
     } catch (err) {
       if (client === next) lose(err);
@@ -184,6 +187,19 @@ const createSerfSource = ((name, options, context) => {
       log.debug({ rpcAddr: address }, "the Serf agent's log announces membership changes: the member list is read on each");
     }
     scheduleResync();
+  }
+
+  /** Answers a query on the connection it came on (the agent knows its ID only there). */
+  function answer(from: SerfClient, query: SerfQueryEvent): void {
+    const failed = (err: unknown): void => {
+      if (client === from) log.warn({ query: query.name }, `could not answer the Serf query ${query.name}: ${(err as Error).message}`);
+    };
+    try {
+      const reply = Object.hasOwn(queries, query.name) ? queries[query.name]!(query.payload) : undefined;
+      if (reply !== undefined) from.respond(query.id, reply).catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
   /** Takes a `members` snapshot and emits it, filtered. */

@@ -47,7 +47,15 @@ export function isSource(value: unknown): value is Source {
 export interface SourceContext {
   /** A child logger already bound to `{ source: name }`. */
   logger: import('pino').Logger;
+  /** Serf queries to answer, by query name (the `serf` source answers them on its connection). */
+  queries?: Readonly<Record<string, SerfQueryHandler>>;
 }
+
+/**
+ * Answers a Serf query: called with the query's payload, returns the reply (at most the agent's
+ * `query_response_size_limit`, 1024 bytes by default), or undefined to stay silent.
+ */
+export type SerfQueryHandler = (payload: Buffer | null) => Buffer | string | undefined;
 
 /**
  * Builds a source from its resolved options (durations in milliseconds, paths absolute). Factories check

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { ConfigError, RosterdError } from '../../errors.js';
+import type { ServedState } from '../../fleet/served.js';
 import type { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -23,7 +24,12 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
       const signals = new SignalInbox(io.handleSignals !== false);
       try {
         // Loaded when the command runs: other commands (`announce`) need none of it.
-        const [{ loadConfig }, { Renderer }] = await Promise.all([import('../../config/load.js'), import('../../runner/renderer.js')]);
+        const [{ loadConfig }, { Renderer }, { FLEET_QUERY }, { createServedState }] = await Promise.all([
+          import('../../config/load.js'),
+          import('../../runner/renderer.js'),
+          import('../../fleet/answer.js'),
+          import('../../fleet/served.js'),
+        ]);
         const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
         const listen = options.listen ?? config.http?.listen;
         if (listen !== undefined) {
@@ -38,8 +44,15 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
           setExit(ExitCode.OK);
           return;
         }
-        const renderer = new Renderer(config, { logger: ctx.logger });
-        setExit(await daemon(renderer, ctx, listen, signals));
+        // The Serf sources answer the fleet's questions with what this daemon serves.
+        let served: ServedState | undefined;
+        const renderer = new Renderer(config, { logger: ctx.logger, serfQueries: { [FLEET_QUERY]: (question) => served?.answer(question) } });
+        served = createServedState(renderer);
+        try {
+          setExit(await daemon(renderer, ctx, listen, signals));
+        } finally {
+          served.close();
+        }
       } finally {
         signals.close();
       }
@@ -151,13 +164,32 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
   }
 }
 
-/** Starts the status endpoint; its code (prom-client, the HTTP server) is loaded only when it is asked for. */
+/**
+ * Starts the status endpoint and the fleet survey it shows; their code (prom-client, the HTTP server) is
+ * loaded only when the endpoint is asked for.
+ */
 async function serveStatus(renderer: Renderer, listen: string, logger: CommandContext['logger']): Promise<{ close(): Promise<void> }> {
-  const [{ startStatusServer }, { createMetrics }] = await Promise.all([import('../../ops/http.js'), import('../../ops/metrics.js')]);
+  const [{ startStatusServer }, { createMetrics, METRIC_PREFIX }, { FleetMonitor }, { registerFleetMetrics }] = await Promise.all([
+    import('../../ops/http.js'),
+    import('../../ops/metrics.js'),
+    import('../../fleet/monitor.js'),
+    import('../../fleet/metrics.js'),
+  ]);
   const metrics = createMetrics(renderer, VERSION);
-  const server = await startStatusServer({ listen, renderer, metrics, logger });
+  const fleet = new FleetMonitor(renderer, logger);
+  registerFleetMetrics(metrics.registry, fleet, METRIC_PREFIX);
+  fleet.on('update', () => metrics.invalidate());
+  let server: Awaited<ReturnType<typeof startStatusServer>>;
+  try {
+    server = await startStatusServer({ listen, renderer, metrics, logger });
+  } catch (err) {
+    await fleet.close();
+    metrics.close();
+    throw err;
+  }
   return {
     async close() {
+      await fleet.close();
       await server.close();
       metrics.close();
     },
