@@ -123,8 +123,28 @@ export default defineConfig({
     },
   ],
 
-  // The status endpoint: /health, /ready and /metrics (Prometheus). Off unless given (or --listen).
+  // The status endpoint: the status page at /, /health, /ready, /metrics (Prometheus), /history and /fleet (JSON).
+  // Off unless given (or --listen). Bind it to the loopback or a management network: it shows member names.
   http: { listen: '127.0.0.1:9465' }, // default listen address when the block is given: 127.0.0.1:9465
+
+  // The render history: per template, the last renders (why, how each ended, a diff of what was installed),
+  // served by /history, the status page and `rosterd history`; kept while the endpoint or `file` is on.
+  history: {
+    entries: 100, // renders kept in memory per template; default 100
+    maxDiffBytes: 65536, // diff bytes kept per render, all its files together; 0 keeps none; default 64 KiB
+    file: '/var/log/rosterd/history.jsonl', // also append every render there, one JSON object a line; default none
+    maxFileBytes: 10485760, // rotate the file to history.jsonl.1 at this size; default 10 MiB
+    keepFiles: 1, // rotated files kept (.1 … .N); 0 starts the file afresh; default 1
+  },
+
+  // The fleet: rosterds with a Serf source tell each other (a Serf query) what they serve, per template.
+  fleet: {
+    answer: true, // answer the peers' question; default true
+    group: 'default', // only rosterds of one group compare: one group per set of load balancers that render alike
+    interval: '15s', // with the endpoint on, how often to ask the peers; default 15s
+    lag: '30s', // a rosterd that differs from the majority for longer lags; default 30s
+    timeout: '2s', // how long a question waits for answers; default 2s
+  },
 
   // How often to warn while a template waits for a source's first snapshot; default 10s.
   warnInterval: '10s',

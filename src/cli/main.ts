@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { RosterdError } from '../errors.js';
 import { registerAnnounce } from './commands/announce.js';
+import { registerHistory } from './commands/history.js';
 import { registerMembers } from './commands/members.js';
 import { registerRender } from './commands/render.js';
 import { registerRun } from './commands/run.js';
@@ -30,7 +31,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerAnnounce, registerTest]) register(program, io, setExit);
+  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerAnnounce, registerTest, registerHistory]) register(program, io, setExit);
   for (const command of program.commands) command.exitOverride();
   // Only `run` handles signals; the other commands keep their default action (see early-signals.ts).
   program.hook('preAction', (_program, command) => {
