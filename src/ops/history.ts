@@ -306,3 +306,8 @@ export function describeTrigger(trigger: Trigger): string {
     .map((c) => [`${c.source}:`, ...list('+', c.joined, c.counts.joined), ...list('-', c.left, c.counts.left), ...list('~', c.changed, c.counts.changed)].join(' '))
     .join('; ');
 }
+
+/** `1 member`, `3 members`. */
+export function membersText(count: number): string {
+  return `${count} member${count === 1 ? '' : 's'}`;
+}

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FleetState } from '../fleet/monitor.js';
 import type { Renderer } from '../runner/renderer.js';
 import { escapeHtml as h } from './escape.js';
-import { describeOutcome, describeTrigger, type HistoryEntry, type RenderHistory } from './history.js';
+import { describeOutcome, describeTrigger, membersText, type HistoryEntry, type RenderHistory } from './history.js';
 
 /**
  * The status page: one self-contained HTML document (inline style and script, no external asset), complete
@@ -135,7 +135,7 @@ function fleetSection(fleet: FleetState | undefined): string {
         const t = node.templates.find((x) => x.template === name);
         if (!t) return `<td class="bad">${node.valid ? 'not served' : 'invalid answer'}</td>`;
         const css = t.state === 'ok' ? 'ok' : 'bad';
-        return `<td class="${css}">${h(t.state)}${t.hash ? ` <code>${h(t.hash.slice(0, 12))}</code>` : ''}${t.members === undefined ? '' : ` · ${t.members} members`}</td>`;
+        return `<td class="${css}">${h(t.state)}${t.hash ? ` <code>${h(t.hash.slice(0, 12))}</code>` : ''}${t.members === undefined ? '' : ` · ${membersText(t.members)}`}</td>`;
       });
       const self = node.node === fleet.self ? ' <span class="muted">(this rosterd)</span>' : '';
       return `<tr class="${node.flagged ? 'flagged' : ''}"><td>${h(node.node)}${self}${node.flagged ? ' <span class="bad">disagrees</span>' : ''}</td>${cells.join('')}</tr>`;
@@ -161,12 +161,12 @@ function entryHtml(entry: HistoryEntry): string {
     (f) =>
       `<p><code>${h(f.path)}</code> ${h(f.change)}${f.hash ? ` <code>${h(f.hash.slice(0, 12))}</code>` : ''}${f.diffOmitted ? ` <span class="muted">(diff ${h(f.diffOmitted)})</span>` : ''}</p>${f.diff ? diffHtml(f.diff) : ''}`,
   );
-  return `<details class="entry" id="entry-${entry.seq}"><summary>${time(Date.parse(entry.at))} <strong>${h(entry.template)}</strong> <span class="${outcomeClass(entry)}">${h(describeOutcome(entry))}</span> · ${h(describeTrigger(entry.trigger))} · ${entry.members} members · ${entry.durationMs} ms</summary>${reason}${output}${reload}${files.join('')}</details>`;
+  return `<details class="entry" id="entry-${entry.seq}"><summary>${time(Date.parse(entry.at))} <strong>${h(entry.template)}</strong> <span class="${outcomeClass(entry)}">${h(describeOutcome(entry))}</span> · ${h(describeTrigger(entry.trigger))} · ${membersText(entry.members)} · ${entry.durationMs} ms</summary>${reason}${output}${reload}${files.join('')}</details>`;
 }
 
 function diffHtml(diff: string): string {
   const lines = diff.split('\n').map((line) => {
-    const css = line.startsWith('@@') ? 'hunk' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : '';
+    const css = line.startsWith('@@') || line.startsWith('--- ') || line.startsWith('+++ ') ? 'hunk' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : '';
     return css ? `<span class="${css}">${h(line)}</span>` : h(line);
   });
   return `<pre>${lines.join('\n')}</pre>`;

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { HistoryEntry } from '../../ops/history.js';
-import { describeOutcome, describeTrigger } from '../../ops/history.js';
+import { describeOutcome, describeTrigger, membersText } from '../../ops/history.js';
 import { forTerminal } from '../../ops/escape.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -52,7 +52,7 @@ export function registerHistory(program: Command, io: CliIo, setExit: (code: num
 /** One entry as text: a header line, then indented details. */
 export function formatEntry(entry: HistoryEntry, withDiff: boolean): string {
   const lines = [
-    `${entry.at}  ${forTerminal(entry.template)}  ${describeOutcome(entry)}  ${entry.members} members  ${entry.durationMs} ms${entry.hash ? `  sha256:${entry.hash.slice(0, 12)}` : ''}`,
+    `${entry.at}  ${forTerminal(entry.template)}  ${describeOutcome(entry)}  ${membersText(entry.members)}  ${entry.durationMs} ms${entry.hash ? `  sha256:${entry.hash.slice(0, 12)}` : ''}`,
     `  trigger: ${forTerminal(describeTrigger(entry.trigger))}`,
   ];
   if (entry.reason !== undefined) lines.push(`  reason: ${forTerminal(entry.reason)}`);
