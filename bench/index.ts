@@ -13,6 +13,7 @@ const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSe
   { name: 'serf-idle', load: () => import('./serf-idle.js') },
   { name: 'daemon', load: () => import('./daemon.js') },
   { name: 'etcd', load: () => import('./etcd.js') },
+  { name: 'history', load: () => import('./history.js') },
 ];
 
 const only = process.argv.slice(2);

@@ -22,6 +22,11 @@ export const MAX_NAMES = 20;
 export const OUTPUT_LINES = 20;
 /** A diff of a change to more lines than this is not computed (its cost grows with the size of the change). */
 export const MAX_DIFF_EDIT_LINES = 2000;
+/**
+ * The time an entry's diffs may take together, in ms: they are computed on the daemon's thread after the
+ * render, so a huge change costs this much at most, then "not computed".
+ */
+export const DIFF_TIME_MS = 50;
 
 /** The members of one source that differ between two renders of a template, by name. */
 export interface SourceChange {
@@ -209,14 +214,16 @@ function toEntry(report: RenderReport, seq: number, previous: ReadonlyMap<string
  */
 function fileDiffs(changes: readonly FileChange[], maxBytes: number): FileDiff[] {
   let budget = maxBytes;
+  const deadline = performance.now() + DIFF_TIME_MS;
   return changes.map((c) => {
     const file: FileDiff = { path: c.path, change: c.after === undefined ? 'removed' : c.before === undefined ? 'created' : 'modified' };
     if (c.after) file.hash = contentHash(c.after);
-    if (budget <= 0) {
-      file.diffOmitted = maxBytes === 0 ? 'diffs are off (history.maxDiffBytes: 0)' : `the entry's diffs reached ${maxBytes} bytes`;
+    const timeoutMs = Math.ceil(deadline - performance.now());
+    if (budget <= 0 || timeoutMs <= 0) {
+      file.diffOmitted = maxBytes === 0 ? 'diffs are off (history.maxDiffBytes: 0)' : budget <= 0 ? `the entry's diffs reached ${maxBytes} bytes` : `the entry's diffs took ${DIFF_TIME_MS} ms`;
       return file;
     }
-    const diff = boundedDiff(c.path, c.before?.toString('utf8'), c.after?.toString('utf8'), { maxBytes: budget, maxEditLines: MAX_DIFF_EDIT_LINES });
+    const diff = boundedDiff(c.path, c.before?.toString('utf8'), c.after?.toString('utf8'), { maxBytes: budget, maxEditLines: MAX_DIFF_EDIT_LINES, timeoutMs });
     if (diff.text !== undefined) {
       file.diff = diff.text;
       budget -= Buffer.byteLength(diff.text);

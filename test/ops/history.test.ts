@@ -92,7 +92,7 @@ describe('render history', () => {
     entries = await entriesOf(base, 'app', 6);
     expect(entries[5]).toMatchObject({ outcome: 'written', reload: { ok: true } });
     expect(entries[5]!.files![0]!.diff).toMatch(/-server b\n\+server d\n/);
-    expect(entries.map((e) => e.seq)).toEqual([...entries.map((e) => e.seq)].sort((x, y) => x - y));
+    expect(entries.map((e) => e.seq)).toEqual(entries.map((e) => e.seq).sort((x, y) => x - y));
 
     // The CLI reads the same history from the running daemon; the terminal escape is shown, not sent.
     const cli = await runCli(['history', '--url', base, '--diff'], { cwd: ws.dir });
