@@ -209,13 +209,15 @@ function toEntry(report: RenderReport, seq: number, previous: ReadonlyMap<string
 }
 
 /**
- * Each file's change with its diff, the diffs sharing one budget of `maxBytes` in the order of the files: an
- * entry's size is bounded however many files a fan-out wrote.
+ * Each file's change with its diff, in the order of their paths, the diffs sharing one budget of `maxBytes`:
+ * an entry's size is bounded however many files a fan-out wrote.
  */
 function fileDiffs(changes: readonly FileChange[], maxBytes: number): FileDiff[] {
   let budget = maxBytes;
   const deadline = performance.now() + DIFF_TIME_MS;
-  return changes.map((c) => {
+  // By path: a fan-out installs its files concurrently, and the same render must read the same.
+  const byPath = [...changes].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return byPath.map((c) => {
     const file: FileDiff = { path: c.path, change: c.after === undefined ? 'removed' : c.before === undefined ? 'created' : 'modified' };
     if (c.after) file.hash = contentHash(c.after);
     const timeoutMs = Math.ceil(deadline - performance.now());
@@ -274,47 +276,4 @@ function sameMember(a: Member, b: Member): boolean {
 function lastLines(output: string): string[] {
   const lines = output.split(/\r?\n/).filter((l) => l.trim() !== '');
   return lines.slice(Math.max(0, lines.length - OUTPUT_LINES));
-}
-
-/**
- * An entry's outcome in words, e.g. `written, reloaded (12 ms)` or `reload failed, rolled back`. Plain text:
- * the reason it may add is shown by the caller, escaped.
- */
-export function describeOutcome(entry: HistoryEntry): string {
-  const reload = entry.reload;
-  const applied = reload === undefined ? '' : reload.path === 'runtime' ? 'applied through the runtime API' : 'reloaded';
-  switch (entry.outcome) {
-    case 'written':
-      return reload ? `written, ${applied} (${reload.durationMs} ms)` : 'written';
-    case 'unchanged':
-      return reload ? `unchanged, ${applied} again (${reload.durationMs} ms)` : 'unchanged';
-    case 'guarded':
-      return 'refused by a guard';
-    case 'check-failed':
-      return 'refused by the check';
-    case 'reload-failed':
-      return `reload failed after ${reload?.durationMs ?? 0} ms${reload?.rolledBack ? ', rolled back' : ', new file left in place'}`;
-    case 'failed':
-      return 'failed';
-  }
-}
-
-/**
- * Why an entry rendered, in words: `start`, `config reload`, `web: +2 (a, b) -1 (c) ~1 (d)`. Contains member
- * names: untrusted text, to be escaped by the caller for where it is shown.
- */
-export function describeTrigger(trigger: Trigger): string {
-  if (trigger.kind === 'start') return 'start';
-  if (trigger.kind === 'config') return 'config reload';
-  if (trigger.kind === 'none') return 'no member change';
-  const list = (sign: string, names: string[], count: number): string[] =>
-    count === 0 ? [] : [`${sign}${count} (${names.join(', ')}${count > names.length ? ', …' : ''})`];
-  return trigger.sources
-    .map((c) => [`${c.source}:`, ...list('+', c.joined, c.counts.joined), ...list('-', c.left, c.counts.left), ...list('~', c.changed, c.counts.changed)].join(' '))
-    .join('; ');
-}
-
-/** `1 member`, `3 members`. */
-export function membersText(count: number): string {
-  return `${count} member${count === 1 ? '' : 's'}`;
 }

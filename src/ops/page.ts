@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { FleetState } from '../fleet/monitor.js';
 import type { Renderer } from '../runner/renderer.js';
 import { escapeHtml as h } from './escape.js';
-import { describeOutcome, describeTrigger, membersText, type HistoryEntry, type RenderHistory } from './history.js';
+import type { HistoryEntry, RenderHistory } from './history.js';
+import { describeOutcome, describeTrigger, membersText } from './history-text.js';
 
 /**
  * The status page: one self-contained HTML document (inline style and script, no external asset), complete

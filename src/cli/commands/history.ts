@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { HistoryEntry } from '../../ops/history.js';
-import { describeOutcome, describeTrigger, membersText } from '../../ops/history.js';
 import { forTerminal } from '../../ops/escape.js';
+import { formatEntry } from '../../ops/history-text.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
@@ -47,22 +47,6 @@ export function registerHistory(program: Command, io: CliIo, setExit: (code: num
       else for (const entry of entries) io.stdout.write(formatEntry(entry, options.diff === true));
       setExit(ExitCode.OK);
     });
-}
-
-/** One entry as text: a header line, then indented details. */
-export function formatEntry(entry: HistoryEntry, withDiff: boolean): string {
-  const lines = [
-    `${entry.at}  ${forTerminal(entry.template)}  ${describeOutcome(entry)}  ${membersText(entry.members)}  ${entry.durationMs} ms${entry.hash ? `  sha256:${entry.hash.slice(0, 12)}` : ''}`,
-    `  trigger: ${forTerminal(describeTrigger(entry.trigger))}`,
-  ];
-  if (entry.reason !== undefined) lines.push(`  reason: ${forTerminal(entry.reason)}`);
-  if (entry.reload) lines.push(`  ${entry.reload.ok ? 'reload' : 'failed reload'} (${entry.reload.path}): ${forTerminal(entry.reload.command)}${entry.reload.fallback ? `; ${forTerminal(entry.reload.fallback)}` : ''}`);
-  for (const line of entry.output ?? []) lines.push(`  | ${forTerminal(line)}`);
-  for (const file of entry.files ?? []) {
-    lines.push(`  ${file.change} ${forTerminal(file.path)}${file.diffOmitted ? ` (diff ${file.diffOmitted})` : ''}`);
-    if (withDiff && file.diff) for (const line of file.diff.replace(/\n$/, '').split('\n')) lines.push(`    ${forTerminal(line)}`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 // --- internal ---
