@@ -127,6 +127,8 @@ describe('the status page in Chromium', () => {
       await expect(lb3.innerText()).resolves.toContain('disagrees');
       await expect(page.locator('#fleet tr', { hasText: 'lb-1' }).innerText()).resolves.toContain('(this rosterd)');
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      // /fleet serves the same survey as JSON.
+      await expect((await fetch(`http://${server.address}/fleet`)).json()).resolves.toEqual({ source: 'cluster', self: 'lb-1', lastError: null, view: view('differs') });
 
       // Live: the fleet heals and a render happens, and the open page shows both without a reload.
       fleet.view = view('ok');
