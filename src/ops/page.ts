@@ -22,6 +22,8 @@ export interface PageSources {
 export const PAGE_ENTRIES = 50;
 /** Member names listed per source; the count is always complete. */
 export const PAGE_MEMBERS = 100;
+/** Characters of a diff shown per file (the page is sent whole on each update); `/history` has the rest. */
+export const PAGE_DIFF_CHARS = 8192;
 
 const STYLE = `
 :root{color-scheme:light dark;--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--muted:#6e7781;--line:#d0d7de}
@@ -160,17 +162,19 @@ function entryHtml(entry: HistoryEntry): string {
   const reload = entry.reload ? `<p>${entry.reload.ok ? 'reload' : 'failed reload'} (${h(entry.reload.path)}): <code>${h(entry.reload.command)}</code>${entry.reload.fallback ? `, ${h(entry.reload.fallback)}` : ''}</p>` : '';
   const files = (entry.files ?? []).map(
     (f) =>
-      `<p><code>${h(f.path)}</code> ${h(f.change)}${f.hash ? ` <code>${h(f.hash.slice(0, 12))}</code>` : ''}${f.diffOmitted ? ` <span class="muted">(diff ${h(f.diffOmitted)})</span>` : ''}</p>${f.diff ? diffHtml(f.diff) : ''}`,
+      `<p><code>${h(f.path)}</code> ${h(f.change)}${f.hash ? ` <code>${h(f.hash.slice(0, 12))}</code>` : ''}${f.diffOmitted ? ` <span class="muted">(diff ${h(f.diffOmitted)})</span>` : ''}</p>${f.diff ? diffHtml(f.diff, entry.template) : ''}`,
   );
   return `<details class="entry" id="entry-${entry.seq}"><summary>${time(Date.parse(entry.at))} <strong>${h(entry.template)}</strong> <span class="${outcomeClass(entry)}">${h(describeOutcome(entry))}</span> · ${h(describeTrigger(entry.trigger))} · ${membersText(entry.members)} · ${entry.durationMs} ms</summary>${reason}${output}${reload}${files.join('')}</details>`;
 }
 
-function diffHtml(diff: string): string {
-  const lines = diff.split('\n').map((line) => {
+function diffHtml(diff: string, template: string): string {
+  const cut = diff.length > PAGE_DIFF_CHARS ? diff.slice(0, diff.lastIndexOf('\n', PAGE_DIFF_CHARS) + 1) : diff;
+  const more = cut.length < diff.length ? `<p class="muted">${diff.length - cut.length} more characters in <a href="history?template=${encodeURIComponent(template)}">/history</a></p>` : '';
+  const lines = cut.split('\n').map((line) => {
     const css = line.startsWith('@@') || line.startsWith('--- ') || line.startsWith('+++ ') ? 'hunk' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : '';
     return css ? `<span class="${css}">${h(line)}</span>` : h(line);
   });
-  return `<pre>${lines.join('\n')}</pre>`;
+  return `<pre>${lines.join('\n')}</pre>${more}`;
 }
 
 function outcomeClass(entry: HistoryEntry): string {

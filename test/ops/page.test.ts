@@ -157,7 +157,10 @@ describe('the status page in Chromium', () => {
       join(ws.dir, 'renderer.config.json'),
       JSON.stringify({
         sources: { web: { type: 'file', path: 'members.json' } },
-        templates: [{ name: 'app', contents: '{% for m in members %}{{ m.name }}\n{% endfor %}', destination: 'app.cfg' }],
+        templates: [
+          { name: 'app', contents: '{% for m in members %}{{ m.name }}\n{% endfor %}', destination: 'app.cfg' },
+          { name: 'big', contents: '{% for i in (1..2000) %}line {{ i }}\n{% endfor %}', destination: 'big.cfg' },
+        ],
         http: { listen: `127.0.0.1:${port}` },
       }),
     );
@@ -175,7 +178,15 @@ describe('the status page in Chromium', () => {
     await expect(page.locator('#live').innerText()).resolves.toBe('static');
     await expect(page.locator('#sources tbody').innerText()).resolves.toMatch(/web\s+file\s+up\s+2/);
     await expect(page.locator('#fleet').innerText()).resolves.toContain('no Serf source, no fleet');
-    await expect(page.locator('#history summary').innerText()).resolves.toContain('app written · start · 2 members');
+    await waitFor(async () => (await (await fetch(`http://127.0.0.1:${port}/history`)).json()).entries.length === 2, 'both first renders');
+    await page.reload();
+    await expect(page.locator('#history summary', { hasText: 'app' }).innerText()).resolves.toContain('app written · start · 2 members');
+    // A long diff is cut on the page, which points to /history for the rest.
+    const big = page.locator('#history details', { hasText: 'big written' });
+    await big.locator('summary').click();
+    await big.locator('pre').waitFor({ state: 'visible' });
+    await expect(big.innerText()).resolves.toMatch(/line 700\n[\s\S]*\d+ more characters in \/history/);
+    await expect(big.innerText()).resolves.not.toContain('line 2000');
     // Closed <details> hide their text from a person; the names are there as text once opened.
     await expect(page.locator('#members-web li').allTextContents()).resolves.toEqual([HOSTILE, 'a']);
     await expect(page.locator('img').count()).resolves.toBe(0);
@@ -188,8 +199,8 @@ describe('the status page in Chromium', () => {
     await live.goto(`http://127.0.0.1:${port}/`);
     await live.locator('#live', { hasText: 'live' }).waitFor();
     await writeMembers(['a', 'b']);
-    await live.locator('#history details').nth(1).waitFor({ timeout: 10_000 });
-    await expect(live.locator('#history summary').first().innerText()).resolves.toContain('app written · web: +1 (b)');
+    // Without a reload of the page: the new entry arrives over /events.
+    await live.locator('#history summary', { hasText: 'app written · web: +1 (b)' }).waitFor({ timeout: 10_000 });
     await live.close();
     expect(await daemon.stop('SIGTERM')).toBe(0);
   });
