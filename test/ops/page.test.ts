@@ -178,7 +178,7 @@ describe('the status page in Chromium', () => {
     await expect(page.locator('#live').innerText()).resolves.toBe('static');
     await expect(page.locator('#sources tbody').innerText()).resolves.toMatch(/web\s+file\s+up\s+2/);
     await expect(page.locator('#fleet').innerText()).resolves.toContain('no Serf source, no fleet');
-    await waitFor(async () => (await (await fetch(`http://127.0.0.1:${port}/history`)).json()).entries.length === 2, 'both first renders');
+    await waitFor(async () => ((await (await fetch(`http://127.0.0.1:${port}/history`)).json()) as { entries: unknown[] }).entries.length === 2, 'both first renders');
     await page.reload();
     await expect(page.locator('#history summary', { hasText: 'app' }).innerText()).resolves.toContain('app written · start · 2 members');
     // A long diff is cut on the page, which points to /history for the rest.
