@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 
-/** How often the page's state is looked at while a page is open, for changes no event announces (a debounce). */
+/** How often the page's state is looked at while a page is open, for changes no event announces (a debounce begun). */
 export const LIVE_TICK_MS = 1000;
 /** Pushes after an event are at most this often: a burst of renders costs one push. */
 export const LIVE_COALESCE_MS = 100;
@@ -42,12 +42,13 @@ export class LiveUpdates {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     res.write('retry: 2000\n\n');
     if (this.#clients.size === 0) this.#start();
-    this.#clients.add(res);
     res.on('close', () => {
       this.#clients.delete(res);
       if (this.#clients.size === 0) this.#stop();
     });
-    this.#last = this.#render();
+    // The open pages first, so that every page holds the same version as `#last`.
+    this.#push();
+    this.#clients.add(res);
     res.write(message(this.#last));
   }
 
