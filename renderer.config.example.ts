@@ -123,15 +123,19 @@ export default defineConfig({
     },
   ],
 
-  // The status endpoint: /health, /ready and /metrics (Prometheus). Off unless given (or --listen).
+  // The status endpoint: the status page at /, /health, /ready, /metrics (Prometheus), /history and /fleet (JSON).
+  // Off unless given (or --listen). Bind it to the loopback or a management network: it shows member names.
   http: { listen: '127.0.0.1:9465' }, // default listen address when the block is given: 127.0.0.1:9465
 
-  // How often to warn while a template waits for a source's first snapshot; default 10s.
-  warnInterval: '10s',
-
-  // The render history: the last renders of each template, served by the status endpoint, optionally
-  // appended to a JSON-lines file that is rotated at maxFileBytes.
-  history: { entries: 100, maxDiffBytes: 65536, file: './history.jsonl', maxFileBytes: 10485760, keepFiles: 1 },
+  // The render history: per template, the last renders (why, how each ended, a diff of what was installed),
+  // served by /history, the status page and `rosterd history`; kept while the endpoint or `file` is on.
+  history: {
+    entries: 100, // renders kept in memory per template; default 100
+    maxDiffBytes: 65536, // diff bytes kept per render, all its files together; 0 keeps none; default 64 KiB
+    file: '/var/log/rosterd/history.jsonl', // also append every render there, one JSON object a line; default none
+    maxFileBytes: 10485760, // rotate the file to history.jsonl.1 at this size; default 10 MiB
+    keepFiles: 1, // rotated files kept (.1 … .N); 0 starts the file afresh; default 1
+  },
 
   // The fleet view (needs a serf source). Every rosterd answers its peers' `rosterd-fleet` Serf query with the
   // content hash, member count and age of each template it has in place; `rosterd fleet`, /metrics and the
@@ -141,6 +145,11 @@ export default defineConfig({
     group: 'default', // only rosterds of one group are compared: one per set of load balancers that render alike; default 'default'
     interval: '15s', // with the status endpoint on: how often the daemon surveys the fleet (at least 1s); default 15s
     timeout: '2s', // how long a survey waits for answers (at most 60s); default 2s
-    lag: '30s', // default 30s
+    lag: '30s', // differing from the majority for longer than this is lagging; default 30s
   },
+
+  // How often to warn while a template waits for a source's first snapshot; default 10s.
+  warnInterval: '10s',
+
+
 });

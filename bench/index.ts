@@ -14,6 +14,7 @@ const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSe
   { name: 'daemon', load: () => import('./daemon.js') },
   { name: 'etcd', load: () => import('./etcd.js') },
   { name: 'fleet', load: () => import('./fleet.js') },
+  { name: 'history', load: () => import('./history.js') },
 ];
 
 const only = process.argv.slice(2);

@@ -31,4 +31,5 @@ export { sanitizeMembers } from './sources/snapshot.js';
 export type { Member, MemberStatus, SerfQueryHandler, Source, SourceContext, SourceFactory } from './sources/types.js';
 export { createLogger, type Logger, type LoggerOptions, type LogFormat } from './logger.js';
 export { createMetrics, METRIC_PREFIX, type RendererMetrics } from './ops/metrics.js';
-export { startStatusServer, readiness, type StatusServer, type Readiness } from './ops/http.js';
+export { startStatusServer, readiness, type StatusServer, type StatusServerOptions, type Readiness } from './ops/http.js';
+export { createHistory, historyOptions, RenderHistory, type HistoryEntry, type HistoryOptions, type FileDiff, type Trigger, type SourceChange } from './ops/history.js';

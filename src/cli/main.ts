@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { RosterdError } from '../errors.js';
 import { registerAnnounce } from './commands/announce.js';
 import { registerFleet } from './commands/fleet.js';
+import { registerHistory } from './commands/history.js';
 import { registerMembers } from './commands/members.js';
 import { registerRender } from './commands/render.js';
 import { registerRun } from './commands/run.js';
@@ -31,7 +32,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerFleet, registerAnnounce, registerTest]) register(program, io, setExit);
+  for (const register of [registerRun, registerRender, registerValidate, registerMembers, registerFleet, registerHistory, registerAnnounce, registerTest]) register(program, io, setExit);
   for (const command of program.commands) command.exitOverride();
   // Only `run` handles signals; the other commands keep their default action (see early-signals.ts).
   program.hook('preAction', (_program, command) => {

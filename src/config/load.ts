@@ -290,7 +290,8 @@ function numericModes(value: unknown): ConfigIssue[] {
   return templates.flatMap((t: unknown, index) => {
     const perms = (t as { perms?: unknown } | null)?.perms;
     if (typeof perms !== 'number') return [];
-    const digits = String(perms).padStart(4, '0');
+    // Octal digits only (`440`): the digits were meant as the mode. Any other number (`384`) was a decimal mode.
+    const digits = (/^[0-7]+$/.test(String(perms)) ? String(perms) : perms.toString(8)).padStart(4, '0');
     return [{ path: formatPath(['templates', index, 'perms']), message: `write the mode as a quoted octal string, e.g. "${digits}": a number is ambiguous in YAML and JSON` }];
   });
 }

@@ -19,6 +19,6 @@ export function escapeHtml(text: string): string {
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 /** Text for a terminal, on one line: every character a terminal would act on is written as `\u{…}`. */
-export function printable(text: string): string {
+export function forTerminal(text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }

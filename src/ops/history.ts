@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
+import type { HistoryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { boundedDiff } from '../output/diff.js';
+import type { FileChange } from '../commands/reloader.js';
 import type { RenderReport } from '../runner/events.js';
 import type { Renderer } from '../runner/renderer.js';
 import type { Member } from '../sources/types.js';
@@ -20,6 +22,11 @@ export const MAX_NAMES = 20;
 export const OUTPUT_LINES = 20;
 /** A diff of a change to more lines than this is not computed (its cost grows with the size of the change). */
 export const MAX_DIFF_EDIT_LINES = 2000;
+/**
+ * The time an entry's diffs may take together, in ms: they are computed on the daemon's thread after the
+ * render, so a huge change costs this much at most, then "not computed".
+ */
+export const DIFF_TIME_MS = 50;
 
 /** The members of one source that differ between two renders of a template, by name. */
 export interface SourceChange {
@@ -62,13 +69,23 @@ export interface HistoryEntry {
   reason?: string;
   /** The last lines of the failed check's or reload's output. */
   output?: string[];
-  /** SHA-256 of the rendered content (written, unchanged, or installed before a failed reload). */
+  /** SHA-256 of a single-destination template's rendered content (written, unchanged, or installed before a failed reload). */
   hash?: string;
-  /** The unified diff of what was installed, within the size bound. */
+  /** What was installed or removed, file by file (one file, or a fan-out's many), with bounded diffs. */
+  files?: FileDiff[];
+  reload?: { ok: boolean; path: 'reload' | 'runtime'; command: string; durationMs: number; fallback?: string; rolledBack?: boolean };
+}
+
+/** One file a render installed or removed. */
+export interface FileDiff {
+  path: string;
+  change: 'created' | 'modified' | 'removed';
+  /** SHA-256 of the new content (none when removed). */
+  hash?: string;
+  /** The unified diff, within what is left of the entry's `maxDiffBytes`. */
   diff?: string;
   /** Why `diff` is missing or cut. */
   diffOmitted?: string;
-  reload?: { ok: boolean; path: 'reload' | 'runtime'; command: string; durationMs: number; fallback?: string; rolledBack?: boolean };
 }
 
 /** The `history` block of the config. */
@@ -81,13 +98,27 @@ export interface HistoryOptions {
   file?: HistoryFileOptions;
 }
 
+/** The history settings of a config, as {@link createHistory} takes them. */
+export function historyOptions(config: HistoryConfig): HistoryOptions {
+  const options: HistoryOptions = { entries: config.entries, maxDiffBytes: config.maxDiffBytes };
+  if (config.file !== undefined) options.file = { path: config.file, maxBytes: config.maxFileBytes, keep: config.keepFiles };
+  return options;
+}
+
+/** A template's last render and last change, as the status page shows them; kept beyond the entries' bound. */
+export interface TemplateSummary {
+  last?: HistoryEntry;
+  /** When it last wrote new content, and that content's hash. */
+  lastChange?: { at: string; hash?: string };
+}
+
 export interface HistoryEvents {
   entry: [entry: HistoryEntry];
 }
 
 /** A renderer's render history. Create it with {@link createHistory}. */
 export class RenderHistory extends EventEmitter<HistoryEvents> {
-  readonly #byTemplate = new Map<string, { entries: HistoryEntry[]; snapshots: ReadonlyMap<string, readonly Member[]> }>();
+  readonly #byTemplate = new Map<string, { entries: HistoryEntry[]; snapshots: ReadonlyMap<string, readonly Member[]>; lastChange?: TemplateSummary['lastChange'] }>();
   readonly #renderer: Renderer;
   readonly #options: HistoryOptions;
   readonly #file: HistoryFile | undefined;
@@ -109,6 +140,13 @@ export class RenderHistory extends EventEmitter<HistoryEvents> {
     return options.limit === undefined ? all : all.slice(Math.max(0, all.length - options.limit));
   }
 
+  /** A template's last render and last change; empty before its first render. */
+  summary(template: string): TemplateSummary {
+    const kept = this.#byTemplate.get(template);
+    if (!kept) return {};
+    return { last: kept.entries.at(-1), ...(kept.lastChange ? { lastChange: kept.lastChange } : {}) };
+  }
+
   /** Stops listening; resolves once the file holds every entry. */
   async close(): Promise<void> {
     this.#renderer.off('settled', this.#listener);
@@ -122,7 +160,9 @@ export class RenderHistory extends EventEmitter<HistoryEvents> {
     const list = kept?.entries ?? [];
     list.push(entry);
     if (list.length > this.#options.entries) list.splice(0, list.length - this.#options.entries);
-    this.#byTemplate.set(report.template, { entries: list, snapshots: report.snapshots });
+    const written = entry.outcome === 'written' || (entry.outcome === 'reload-failed' && entry.files !== undefined && !entry.reload?.rolledBack);
+    const lastChange = written ? { at: entry.at, ...(entry.hash === undefined ? {} : { hash: entry.hash }) } : kept?.lastChange;
+    this.#byTemplate.set(report.template, { entries: list, snapshots: report.snapshots, ...(lastChange ? { lastChange } : {}) });
     this.#file?.append(entry);
     this.emit('entry', entry);
   }
@@ -159,20 +199,40 @@ function toEntry(report: RenderReport, seq: number, previous: ReadonlyMap<string
     if (output.length > 0) entry.output = output;
   }
   if (report.content) entry.hash = contentHash(report.content);
-  if (report.outcome === 'written' && report.content) {
-    const diff = boundedDiff(report.destination, report.previous?.toString('utf8'), report.content.toString('utf8'), {
-      maxBytes: options.maxDiffBytes,
-      maxEditLines: MAX_DIFF_EDIT_LINES,
-    });
-    if (diff.text !== undefined) entry.diff = diff.text;
-    if (diff.omitted !== undefined) entry.diffOmitted = diff.omitted;
-  }
+  if (report.outcome === 'written' && report.changes) entry.files = fileDiffs(report.changes, options.maxDiffBytes);
   if (report.reload) {
     const { ok, path, command, durationMs, fallback, rolledBack } = report.reload;
     entry.reload = { ok, path, command, durationMs, ...(fallback === undefined ? {} : { fallback }), ...(rolledBack === undefined ? {} : { rolledBack }) };
     if (!ok) entry.outcome = 'reload-failed';
   }
   return entry;
+}
+
+/**
+ * Each file's change with its diff, in the order of their paths, the diffs sharing one budget of `maxBytes`:
+ * an entry's size is bounded however many files a fan-out wrote.
+ */
+function fileDiffs(changes: readonly FileChange[], maxBytes: number): FileDiff[] {
+  let budget = maxBytes;
+  const deadline = performance.now() + DIFF_TIME_MS;
+  // By path: a fan-out installs its files concurrently, and the same render must read the same.
+  const byPath = [...changes].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return byPath.map((c) => {
+    const file: FileDiff = { path: c.path, change: c.after === undefined ? 'removed' : c.before === undefined ? 'created' : 'modified' };
+    if (c.after) file.hash = contentHash(c.after);
+    const timeoutMs = Math.ceil(deadline - performance.now());
+    if (budget <= 0 || timeoutMs <= 0) {
+      file.diffOmitted = maxBytes === 0 ? 'diffs are off (history.maxDiffBytes: 0)' : budget <= 0 ? `the entry's diffs reached ${maxBytes} bytes` : `the entry's diffs took ${DIFF_TIME_MS} ms`;
+      return file;
+    }
+    const diff = boundedDiff(c.path, c.before?.toString('utf8'), c.after?.toString('utf8'), { maxBytes: budget, maxEditLines: MAX_DIFF_EDIT_LINES, timeoutMs });
+    if (diff.text !== undefined) {
+      file.diff = diff.text;
+      budget -= Buffer.byteLength(diff.text);
+    }
+    if (diff.omitted !== undefined) file.diffOmitted = diff.omitted;
+    return file;
+  });
 }
 
 function trigger(report: RenderReport, previous: ReadonlyMap<string, readonly Member[]> | undefined): Trigger {

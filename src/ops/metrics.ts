@@ -8,10 +8,12 @@ import type { Renderer } from '../runner/renderer.js';
 export interface RendererMetrics {
   readonly registry: Registry;
   /**
-   * Changes whenever an event moved a metric: a scrape computed before holds stale numbers. (Gauges read at
-   * scrape time, such as ages, change with time alone.)
+   * Changes whenever a value these metrics show moved: an event counted, or the state the gauges read (a
+   * source up or down, its members, its last look; a template's readiness). A scrape computed under another
+   * key holds stale numbers. Values that move with time alone (ages, the process's CPU and memory) do not
+   * change it.
    */
-  readonly generation: number;
+  stateKey(): string;
   /** Marks the metrics changed, for metrics added to the registry by others. */
   invalidate(): void;
   /** Stops listening to the renderer. */
@@ -164,8 +166,10 @@ export function createMetrics(renderer: Renderer, version: string): RendererMetr
   });
   return {
     registry,
-    get generation() {
-      return generation;
+    stateKey() {
+      const sources = renderer.sourceStatus().map((s) => `${s.up ? 1 : 0}:${s.members?.length}:${s.lastSnapshotAt}`);
+      const templates = renderer.templateStatus().map((t) => (t.ready ? 1 : 0));
+      return `${generation}|${sources.join(',')}|${templates.join('')}`;
     },
     invalidate,
     close() {

@@ -1,3 +1,4 @@
+import type { FileChange } from '../commands/reloader.js';
 import type { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import type { Member } from '../sources/types.js';
 
@@ -101,10 +102,10 @@ export interface RenderReport {
   outcome: 'written' | 'unchanged' | 'guarded' | 'check-failed' | 'failed';
   /** Why it was guarded, rejected by the check (with the command's `output`), or failed. */
   error?: RosterdError;
-  /** The rendered bytes, when written or unchanged. */
+  /** A single-destination template's rendered bytes, when written or unchanged. */
   content?: Buffer;
-  /** The file's bytes before the install, when written over an existing file. */
-  previous?: Buffer;
+  /** Every file the render installed or removed, with its bytes before and after (a fan-out's many files). */
+  changes?: readonly FileChange[];
   /** The reload that covered this template, when one ran. */
   reload?: ReloadReport;
 }

@@ -644,8 +644,8 @@ function renderReport(
     outcome: 'failed',
   };
   if (outcome.status === 'installed') {
-    const file = outcome.changes.find((c) => c.path === template.destination);
-    Object.assign(report, { outcome: 'written' }, file?.after ? { content: file.after } : {}, file?.before ? { previous: file.before } : {});
+    const file = template.fanOut ? undefined : outcome.changes.find((c) => c.path === template.destination);
+    Object.assign(report, { outcome: 'written', changes: outcome.changes }, file?.after ? { content: file.after } : {});
   }
   else if (outcome.status === 'unchanged') Object.assign(report, { outcome: 'unchanged', content: outcome.content });
   else if (outcome.status === 'failed') {

@@ -223,6 +223,15 @@ describe('perms in YAML and JSON configs', () => {
     expect((await loadConfig('c.yaml', { cwd: dir2 })).templates[0]!.perms).toBe(0o440);
   });
 
+  it('a decimal mode in JSON gets its octal spelling as the hint (384 is "0600")', async () => {
+    await writeFile(join(dir2, 'c.json'), JSON.stringify({ sources: { a: { type: 'file', path: 'm' } }, templates: [{ contents: 'x', destination: 'o', perms: 384 }] }));
+    const error = await loadConfig('c.json', { cwd: dir2 }).then(
+      () => undefined,
+      (err: unknown) => err as ConfigError,
+    );
+    expect(error?.issues).toEqual([{ path: 'templates[0].perms', message: 'write the mode as a quoted octal string, e.g. "0600": a number is ambiguous in YAML and JSON' }]);
+  });
+
   it('accepts a number in a TypeScript config, where 0o440 is unambiguous', async () => {
     await writeFile(join(dir2, 'renderer.config.ts'), `export default { sources: { a: { type: 'file', path: 'm' } }, templates: [{ contents: 'x', destination: 'o', perms: 0o440 }] };\n`);
     expect((await loadConfig(undefined, { cwd: dir2 })).templates[0]!.perms).toBe(0o440);

@@ -66,8 +66,8 @@ describe('status endpoint', () => {
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 200, '/ready once every template rendered');
     await rm(at('members.json'));
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 503, '/ready after the source went down');
-    // /metrics is computed at most once a second: wait for the next computation.
-    await waitFor(async () => sample(await metrics(), 'rosterd_source_up{source="web"}') === 0, 'source_up 0 in /metrics');
+    // The state /ready saw is the state the next scrape shows: no cached numbers from before.
+    expect(sample(await metrics(), 'rosterd_source_up{source="web"}')).toBe(0);
     await ws.writeMembers('c', 'd');
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 200, '/ready after the source came back');
 
@@ -75,6 +75,39 @@ describe('status endpoint', () => {
     expect(text).not.toContain(SECRET_NAME);
     expect(text).not.toContain('10.0.0.');
     expect((await fetch(`${base}/nope`)).status).toBe(404);
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+  });
+
+  it('a scrape right after a render shows it, while a flood of scrapes goes on', async () => {
+    await ws.writeMembers('a');
+    const port = await freePort();
+    await writeFile(
+      at('renderer.config.json'),
+      JSON.stringify({ sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ name: 'app', contents: '{{ members | size }}', destination: 'app.cfg' }], http: { listen: `127.0.0.1:${port}` } }),
+    );
+    daemon = ws.startDaemon();
+    const url = `http://127.0.0.1:${port}/metrics`;
+    await daemon.waitForLog(/^wrote /);
+    let flooding = true;
+    let scrapes = 0;
+    const flood = (async () => {
+      while (flooding) {
+        await Promise.all(Array.from({ length: 10 }, async () => (await fetch(url)).text()));
+        scrapes += 10;
+      }
+    })();
+    for (let n = 2; n <= 4; n++) {
+      await waitFor(() => scrapes > 20 * n, 'scrapes of the flood');
+      const since = daemon.logs.length;
+      await ws.writeMembers(...Array.from({ length: n }, (_, i) => `m${i}`));
+      // The log line is written just before the event: the next scrape must count the render.
+      await daemon.waitForLog(/^wrote /, { since });
+      const text = await (await fetch(url)).text();
+      expect(sample(text, 'rosterd_renders_total{template="app"}')).toBe(n);
+      expect(sample(text, 'rosterd_source_members{source="web"}')).toBe(n);
+    }
+    flooding = false;
+    await flood;
     expect(await daemon.stop('SIGTERM')).toBe(0);
   });
 

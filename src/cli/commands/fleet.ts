@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { FleetView } from '../../fleet/survey.js';
-import { printable } from '../../ops/escape.js';
+import { forTerminal } from '../../ops/escape.js';
 import { commandContext, type CliIo } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { durationOption, usageError } from '../options.js';
@@ -44,12 +44,12 @@ export function formatFleet(view: FleetView, self: string | undefined, group: st
   const header = ['NODE', 'TEMPLATE', 'STATE', 'HASH', 'MEMBERS', 'CHANGED', 'DIFFERS FOR'];
   const rows: string[][] = [];
   for (const node of view.nodes) {
-    const name = printable(node.node) + (node.node === self ? ' *' : '');
+    const name = forTerminal(node.node) + (node.node === self ? ' *' : '');
     if (!node.valid) rows.push([name, '-', 'INVALID', '-', '-', '-', '-']);
     for (const t of node.templates) {
       rows.push([
         name,
-        printable(t.template),
+        forTerminal(t.template),
         t.state === 'lagging' ? 'LAGGING' : t.state,
         t.hash ?? '(none)',
         t.members === undefined ? '-' : String(t.members),
@@ -63,7 +63,7 @@ export function formatFleet(view: FleetView, self: string | undefined, group: st
   const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   const summary = view.templates.map((t) => {
     const agreed = t.majority ? `majority ${t.majority}` : t.split ? 'no majority' : 'most do not serve it';
-    return `${printable(t.template)}: ${agreed}; ${t.ok} agree, ${t.differing} differ, ${t.lagging} lag (longer than ${age(view.lagMs)})`;
+    return `${forTerminal(t.template)}: ${agreed}; ${t.ok} agree, ${t.differing} differ, ${t.lagging} lag (longer than ${age(view.lagMs)})`;
   });
   const flagged = view.nodes.filter((n) => n.flagged).length;
   const total = `${view.nodes.length} rosterd${view.nodes.length === 1 ? '' : 's'} of group ${group} answered; ${flagged} flagged`;

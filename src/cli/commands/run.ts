@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { ConfigError, RosterdError } from '../../errors.js';
 import type { ServedState } from '../../fleet/served.js';
+import type { RenderHistory } from '../../ops/history.js';
 import type { Renderer } from '../../runner/renderer.js';
 import { commandContext, type CliIo, type CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -17,7 +18,7 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
   program
     .command('run', { isDefault: true })
     .description('watch the sources and keep every output up to date (the default command)')
-    .option('--listen <address>', 'serve /health, /ready and /metrics on this host:port (overrides http.listen)')
+    .option('--listen <address>', 'serve the status page, /health, /ready, /metrics, /history and /fleet on this host:port (overrides http.listen)')
     .action(async (options: { listen?: string }, command: Command) => {
       const ctx = commandContext(command, io);
       // Signals first: one that arrives while the config loads must neither kill the process nor be lost.
@@ -151,9 +152,15 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
 
   signals.deliverTo({ stop, reload });
   let status: { close(): Promise<void> } | undefined;
+  let history: RenderHistory | undefined;
   try {
+    // Kept when something shows it: the endpoint, or the history file.
+    if (listen !== undefined || renderer.currentConfig.history.file !== undefined) {
+      const { createHistory, historyOptions } = await import('../../ops/history.js');
+      history = createHistory(renderer, historyOptions(renderer.currentConfig.history), logger);
+    }
     // The endpoint comes up first, so that /ready tells the truth while the first renders are under way.
-    if (listen !== undefined) status = await serveStatus(renderer, listen, logger);
+    if (listen !== undefined) status = await serveStatus(renderer, listen, logger, history);
     await renderer.start();
     logger.info({ templates: renderer.currentConfig.templates.map((t) => t.name), pid: process.pid }, 'started');
     // A SIGHUP during the start: the config may have changed after it was read.
@@ -161,6 +168,7 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
     return await done;
   } finally {
     await status?.close();
+    await history?.close();
   }
 }
 
@@ -168,7 +176,7 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
  * Starts the status endpoint and the fleet survey it shows; their code (prom-client, the HTTP server) is
  * loaded only when the endpoint is asked for.
  */
-async function serveStatus(renderer: Renderer, listen: string, logger: CommandContext['logger']): Promise<{ close(): Promise<void> }> {
+async function serveStatus(renderer: Renderer, listen: string, logger: CommandContext['logger'], history: RenderHistory | undefined): Promise<{ close(): Promise<void> }> {
   const [{ startStatusServer }, { createMetrics, METRIC_PREFIX }, { FleetMonitor }, { registerFleetMetrics }] = await Promise.all([
     import('../../ops/http.js'),
     import('../../ops/metrics.js'),
@@ -181,7 +189,7 @@ async function serveStatus(renderer: Renderer, listen: string, logger: CommandCo
   fleet.on('update', () => metrics.invalidate());
   let server: Awaited<ReturnType<typeof startStatusServer>>;
   try {
-    server = await startStatusServer({ listen, renderer, metrics, logger });
+    server = await startStatusServer({ listen, renderer, metrics, logger, version: VERSION, fleet, ...(history ? { history } : {}) });
   } catch (err) {
     await fleet.close();
     metrics.close();
