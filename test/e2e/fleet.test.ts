@@ -143,7 +143,8 @@ describe('a fleet of three load balancers', () => {
     agents.push(web3);
     const lagging = await waitFor(async () => {
       const result = await fleet('--lag', '500ms');
-      return node(result, 'lb-3')?.lagging ? result : undefined;
+      // All three answers: on a busy machine one may miss the survey's timeout, and two that differ have no majority.
+      return result.view.nodes.length === 3 && node(result, 'lb-3')?.lagging ? result : undefined;
     }, 'lb-3 lagging behind the join', { timeout: 20_000 });
     expect(lagging.code).toBe(1);
     expect(node(lagging, 'lb-1')!.templates[0]).toMatchObject({ state: 'ok', members: 3 });
