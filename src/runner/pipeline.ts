@@ -3,11 +3,11 @@ import type { FileChange, Reloader } from '../commands/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { RosterdError, TemplateError, TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Member } from '../members/model.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, restore, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
 import type { RenderSandbox } from '../render/sandbox.js';
-import type { Member } from '../sources/types.js';
 import { runCheck } from './check.js';
 import type { FanOutReport } from './events.js';
 
