@@ -38,3 +38,6 @@ export const regexSource = z.string().refine(
   acceptedBy((pattern) => new RegExp(pattern)),
   'not a valid regular expression',
 );
+
+/** `fleet.group`: which rosterds compare with each other (also checked in every answer a peer sends). */
+export const FLEET_GROUP = /^[A-Za-z0-9_.-]{1,64}$/;

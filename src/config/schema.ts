@@ -1,13 +1,8 @@
 import { z } from 'zod';
-import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../etcd/endpoints.js';
-import { FLEET_GROUP } from '../fleet/answer.js';
 import { parseListen } from '../net/address.js';
-import { isHostName } from '../net/hostname.js';
-import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
-import { parseDnsServer } from '../sources/dns.js';
-import { MEMBER_STATUSES } from '../members/model.js';
+import { SOURCE_DRIVERS, SOURCE_OPTION_SCHEMAS } from '../sources/registry.js';
 import { isSource, type Source } from '../sources/types.js';
-import { acceptedBy, duration, positiveDuration, regexSource } from './fields.js';
+import { acceptedBy, duration, FLEET_GROUP, positiveDuration, regexSource } from './fields.js';
 import { command, haproxyReload, isHaproxyReload } from './reload.js';
 
 /**
@@ -47,12 +42,6 @@ const perms = z.union([z.number(), z.string()]).transform((value, ctx) => {
 /** Where the status endpoint listens: `host:port`, `[::1]:port`, or `:port` for every interface. */
 const listenAddress = z.string().refine(acceptedBy(parseListen), 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
 
-/** A DNS server: `ip`, `ip:port` or `[ipv6]:port`, as the dns source parses it. */
-const dnsServer = z.string().superRefine((value, ctx) => {
-  const parsed = parseDnsServer(value);
-  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
-});
-
 /** Names of sources become `sources.<name>` in templates, log fields and metric labels. */
 const sourceName = z
   .string()
@@ -60,86 +49,14 @@ const sourceName = z
 
 // --- sources ---
 
-const fileSourceSchema = z
-  .object({
-    type: z.literal('file'),
-    /** The member file (JSON or YAML, by extension). Relative to the config file's directory. */
-    path: z.string().min(1),
-  })
-  .strict();
-
-const serfSourceSchema = z
-  .object({
-    type: z.literal('serf'),
-    rpcAddr: z
-      .string()
-      .refine(acceptedBy(parseRpcAddress), 'expected "host:port" with a port from 1 to 65535 (IPv6 as "[::1]:7373")')
-      .default(DEFAULT_RPC_ADDRESS),
-    authKey: z.string().optional(),
-    /** Tag name → regular expression the whole value must match. */
-    tags: z.record(z.string(), regexSource).optional(),
-    status: z.array(z.enum(MEMBER_STATUSES)).min(1).default(['alive']),
-    portTag: z.string().min(1).default('port'),
-    /** Hints from the agent's log (`monitor`): read the member list as soon as a change is logged. */
-    monitor: z.boolean().default(true),
-    /** The poll: at most this often (less on big clusters); `false` turns it off. */
-    refreshInterval: z.union([positiveDuration, z.literal(false)]).default(1000),
-    resyncDelay: duration.default(20),
-    connectTimeout: positiveDuration.default(5000),
-  })
-  .strict();
-
-const dnsSourceSchema = z
-  .object({
-    type: z.literal('dns'),
-    name: z.string().refine(isHostName, 'not a DNS name'),
-    record: z.enum(['SRV', 'A', 'AAAA']).default('SRV'),
-    // IP addresses only: a server named by a host name would need DNS to be found.
-    servers: z.array(dnsServer).min(1).optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    interval: positiveDuration.default(5000),
-    timeout: positiveDuration.default(2000),
-  })
-  .strict()
-  .refine((s) => !(s.record === 'SRV' && s.port !== undefined), {
-    message: 'SRV records carry their own port: "port" is for A and AAAA records',
-    path: ['port'],
-  });
-
-const etcdSourceSchema = z
-  .object({
-    type: z.literal('etcd'),
-    endpoints: z.array(z.string().refine(acceptedBy(parseEtcdEndpoint), 'expected "host:port", "http://host:port" or "https://host:port"')).min(1).default([DEFAULT_ETCD_ENDPOINT]),
-    prefix: z.string().min(1),
-    auth: z
-      .object({ username: z.string().min(1), password: z.string().optional(), passwordFile: z.string().min(1).optional() })
-      .strict()
-      .refine((a) => (a.password === undefined) !== (a.passwordFile === undefined), 'give exactly one of "password" and "passwordFile"')
-      .optional(),
-    tls: z
-      .object({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() })
-      .strict()
-      .refine((t) => (t.cert === undefined) === (t.key === undefined), 'give "cert" and "key" together')
-      .optional(),
-    requestTimeout: positiveDuration.default(5000),
-  })
-  .strict()
-  .superRefine((s, ctx) => {
-    try {
-      parseEtcdEndpoints(s.endpoints, s.tls !== undefined);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message, path: ['endpoints'] });
-    }
-  });
-
 /** A `Source` object plugged in by a library user instead of a source config. */
 const customSource = z.custom<Source>(
   isSource,
-  'expected a source config with a "type" (file, serf, dns, etcd) or an object with start() and stop()',
+  `expected a source config with a "type" (${SOURCE_DRIVERS.map((d) => d.type).join(', ')}) or an object with start() and stop()`,
 );
 
 const sourceConfig = z.union([
-  z.discriminatedUnion('type', [fileSourceSchema, serfSourceSchema, dnsSourceSchema, etcdSourceSchema]),
+  z.discriminatedUnion('type', SOURCE_OPTION_SCHEMAS),
   customSource,
 ]);
 
@@ -276,11 +193,7 @@ export type RosterdConfig = z.input<typeof configSchema>;
 /** The config after validation: durations in ms, modes as numbers, defaults filled. Paths as written. */
 type ParsedConfig = z.output<typeof configSchema>;
 export type ParsedTemplate = ParsedConfig['templates'][number];
-type FileSourceConfig = z.output<typeof fileSourceSchema>;
-type SerfSourceConfig = z.output<typeof serfSourceSchema>;
-type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
-type EtcdSourceConfig = z.output<typeof etcdSourceSchema>;
-export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig | EtcdSourceConfig;
+export type { SourceConfig } from '../sources/registry.js';
 export type { ReloadConfig } from './reload.js';
 export type HistoryConfig = ParsedConfig['history'];
 export type FleetConfig = ParsedConfig['fleet'];

@@ -5,7 +5,10 @@ import { watch, type FSWatcher } from 'chokidar';
 import yaml from 'js-yaml';
 import { SourceError } from '../errors.js';
 import type { Member } from '../members/model.js';
+import { validateFileOptions, type FileSourceOptions } from './drivers/file.js';
 import type { Source, SourceFactory } from './types.js';
+
+export type { FileSourceOptions } from './drivers/file.js';
 
 const TRAILING_READ_MS = 150;
 /**
@@ -15,13 +18,6 @@ const TRAILING_READ_MS = 150;
  */
 export const RECHECK_INTERVAL_MS = 1000;
 
-/** Resolved options of a `file` source. */
-export interface FileSourceOptions {
-  type: 'file';
-  /** Absolute path of the member file: JSON (`.json`) or YAML (anything else). */
-  path: string;
-}
-
 /**
  * Members listed in a file, JSON or YAML: a list of members or `{ members: [...] }`. The file is watched:
  * an atomic replace, an in-place write, or a delete followed by a re-create all lead to a re-read. A file
@@ -29,7 +25,7 @@ export interface FileSourceOptions {
  * An empty file is an error, not an empty list: a file caught half-written must never empty a backend.
  */
 export const createFileSource: SourceFactory<FileSourceOptions> = (name, options) => {
-  if (typeof options.path !== 'string' || options.path === '') throw new TypeError(`[source ${name}] option "path" is required`);
+  validateFileOptions(name, options);
   const path = options.path;
   let watcher: FSWatcher | undefined;
   let reading: Promise<void> | undefined;
