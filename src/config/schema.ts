@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseListen } from '../net/address.js';
 import { SOURCE_DRIVERS, SOURCE_OPTION_SCHEMAS } from '../sources/registry.js';
 import { isSource, type Source } from '../sources/types.js';
-import { acceptedBy, duration, FLEET_GROUP, positiveDuration, regexSource } from './fields.js';
+import { acceptedBy, duration, FLEET_GROUP, positiveDuration } from './fields.js';
 import { command, haproxyReload, isHaproxyReload } from './reload.js';
 
 /**
