@@ -16,7 +16,8 @@ import { CONTROL, printable } from '../sources/snapshot.js';
 import type { Member } from '../sources/types.js';
 import { runCheck } from './check.js';
 import type { FanOutFile, FanOutReport, RefusedItem, TemplateResult } from './events.js';
-import { digest, guardRefusal, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import { guardRefusal } from './guards.js';
+import { digest, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
 
 /**
  * Fan-out templates (`forEach`): one file per member, or one per value of a tag, each at a destination

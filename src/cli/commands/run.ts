@@ -136,7 +136,7 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
       try {
         const next = await loadConfig(configFile, { cwd: ctx.cwd });
         if (stopping) return;
-        await renderer.reload(next);
+        await renderer.reconfigure(next);
       } catch (err) {
         if (err instanceof ConfigError) {
           for (const issue of err.issues) logger.error({ path: issue.path, file: err.file }, `${issue.path ? `${issue.path}: ` : ''}${issue.message}`);
