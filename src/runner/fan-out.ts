@@ -16,7 +16,8 @@ import { groupByTag } from '../render/filters.js';
 import type { RenderSandbox } from '../render/sandbox.js';
 import { runCheck } from './check.js';
 import type { FanOutFile, FanOutReport, RefusedItem, TemplateResult } from './events.js';
-import { digest, guardRefusal, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import { guardRefusal } from './guards.js';
+import { digest, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
 
 /**
  * Fan-out templates (`forEach`): one file per member, or one per value of a tag, each at a destination

@@ -15,7 +15,7 @@ import { createSnapshotGate } from '../sources/snapshot.js';
 import { runCheck } from './check.js';
 import type { RefusedItem } from './events.js';
 import { renderFanOut } from './fan-out.js';
-import { guardRefusal } from './pipeline.js';
+import { guardRefusal } from './guards.js';
 
 /**
  * `rosterd test`: every template rendered from fixture member files instead of the live sources, each output
