@@ -19,17 +19,17 @@ export const haproxyReload = z
       .object({
         /** The master CLI socket HAProxy was started with (`-S`). */
         masterSocket: z.string().min(1),
-        /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. */
+        /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. @default "cli" */
         method: z.enum(['cli', 'signal']).default('cli'),
-        /** For `signal`: the master's pid file (`-p`); without it the pid comes from `show proc`. */
+        /** For `signal`: the master's pid file (`-p`). Default: the pid from `show proc`. */
         pidFile: z.string().min(1).optional(),
-        /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
+        /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). @default true */
         bindGuard: z.boolean().default(true),
-        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. */
+        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. @default false */
         runtime: z.boolean().default(false),
-        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. */
+        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. @default "10s" */
         drainTimeout: positiveDuration.default(10_000),
-        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). */
+        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). Default: none. */
         stateFile: z.string().min(1).optional(),
       })
       .strict(),

@@ -50,7 +50,14 @@ export default defineSourceDriver({
         .optional(),
       /** PEM files (relative to the config file): `ca` checks the servers (default: the system's roots), `cert` and `key` are rosterd's. */
       tls: z
-        .object({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() })
+        .object({
+          /** The CA that verifies the servers. Default: the system's roots. */
+          ca: z.string().min(1).optional(),
+          /** rosterd's client certificate; give `key` with it. */
+          cert: z.string().min(1).optional(),
+          /** The client certificate's private key. */
+          key: z.string().min(1).optional(),
+        })
         .strict()
         .refine((t) => (t.cert === undefined) === (t.key === undefined), 'give "cert" and "key" together')
         .optional(),
