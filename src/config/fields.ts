@@ -22,6 +22,9 @@ export function acceptedBy(parse: (value: string) => unknown): (value: string) =
   };
 }
 
+/** A duration as a config writes it: `"200ms"`, `"2s"`, `"1m30s"`, or a number of milliseconds. */
+export type DurationInput = number | string;
+
 /** `'200ms'`, `'2s'`, `'1m30s'` or a number of milliseconds → milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
   const parsed = parseDuration(value);

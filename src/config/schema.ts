@@ -219,8 +219,8 @@ export const configSchema = z
   { when: () => true },
   );
 
-/** The config as a user writes it. */
-export type RosterdConfig = z.input<typeof configSchema>;
+/** The config as a user writes it (documented key by key in `input.ts`, equal to `z.input` of the schema). */
+export type { RosterdConfig } from './input.js';
 /** The config after validation: durations in ms, modes as numbers, defaults filled. Paths as written. */
 type ParsedConfig = z.output<typeof configSchema>;
 export type ParsedTemplate = ParsedConfig['templates'][number];

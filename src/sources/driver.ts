@@ -8,7 +8,7 @@ import type { Source, SourceContext, SourceFactory } from './types.js';
  * them, and the implementation (with its Serf client, resolver, etcd client or file watcher) is imported by
  * `load()` only when a source of that type starts. The unstorage driver pattern, with a schema added.
  */
-export interface SourceDriver<Type extends string = string, Schema extends z.ZodType = z.ZodType, Options = z.output<Schema>> {
+export interface SourceDriver<Type extends string = string, Schema extends z.ZodType = z.ZodType, Options = z.output<Schema>, Input = z.input<Schema>> {
   /** The `type` written in a config. */
   readonly type: Type;
   /** The options as a config gives them, `type` included: strict, with durations parsed and defaults filled. */
@@ -22,13 +22,22 @@ export interface SourceDriver<Type extends string = string, Schema extends z.Zod
   readonly validate: (name: string, options: Options) => void;
   /** Imports the implementation: its factory, which validates again and builds the source. */
   readonly load: () => Promise<SourceFactory<Options>>;
+  /**
+   * The options as a config file writes them: a documented interface equal to `z.input<Schema>` (the
+   * inferred type loses its JSDoc in the published declarations; test/config/input-types.test.ts checks
+   * that the two agree). Types only: never set.
+   */
+  readonly input?: Input;
 }
 
-/** Declares a source driver; a typed identity function, as `defineConfig` is. */
-export function defineSourceDriver<const Type extends string, Schema extends z.ZodType, Options = z.output<Schema>>(
-  driver: SourceDriver<Type, Schema, Options>,
-): SourceDriver<Type, Schema, Options> {
-  return driver;
+/**
+ * Declares a source driver; a typed identity function, as `defineConfig` is. `Input` is the documented
+ * interface of the options as a config writes them: `defineSourceDriver<SerfSourceConfig>()({ … })`.
+ */
+export function defineSourceDriver<Input>() {
+  return <const Type extends string, Schema extends z.ZodType, Options = z.output<Schema>>(
+    driver: SourceDriver<Type, Schema, Options, Input>,
+  ): SourceDriver<Type, Schema, Options, Input> => driver;
 }
 
 /**

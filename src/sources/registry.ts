@@ -21,3 +21,6 @@ export const SOURCE_OPTION_SCHEMAS = SOURCE_DRIVERS.map((driver) => driver.optio
 
 /** A built-in source's config after validation (durations in ms, defaults filled), one variant per driver. */
 export type SourceConfig = z.output<(typeof SOURCE_DRIVERS)[number]['options']>;
+
+/** A built-in source as a config writes it: the union of the drivers' documented input interfaces. */
+export type SourceInput = NonNullable<(typeof SOURCE_DRIVERS)[number]['input']>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { positiveDuration } from '../../config/fields.js';
+import { positiveDuration, type DurationInput } from '../../config/fields.js';
 import { formatHostPort, isAddressProblem, parseHostPort } from '../../net/address.js';
 import { isHostName } from '../../net/hostname.js';
 import { defineSourceDriver } from '../driver.js';
@@ -38,8 +38,25 @@ const dnsServer = z.string().superRefine((value, ctx) => {
   if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
 });
 
+/** A `dns` source as a config writes it. */
+export interface DnsSourceConfig {
+  type: 'dns';
+  /** The name to look up: an SRV name (`_http._tcp.web.example.com`) or a host name for A and AAAA. */
+  name: string;
+  /** The record type: SRV records carry target and port, A and AAAA addresses only. @default "SRV" */
+  record?: 'SRV' | 'A' | 'AAAA';
+  /** DNS servers to ask, in order: `ip`, `ip:port` or `[ipv6]:port`, IP addresses only. Default: the system's resolvers. */
+  servers?: string[];
+  /** The members' port for A and AAAA records (SRV records carry their own). Default: none. */
+  port?: number;
+  /** Time between polls; a lower positive TTL brings the next one forward (never below 1s). @default "5s" */
+  interval?: DurationInput;
+  /** Time a server gets to answer before the next one is asked. @default "2s" */
+  timeout?: DurationInput;
+}
+
 /** The `dns` source: SRV, A or AAAA records, polled. */
-export default defineSourceDriver({
+export default defineSourceDriver<DnsSourceConfig>()({
   type: 'dns',
   options: z
     .object({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { acceptedBy, positiveDuration } from '../../config/fields.js';
+import { acceptedBy, positiveDuration, type DurationInput } from '../../config/fields.js';
 import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../../etcd/endpoints.js';
 import { defineSourceDriver } from '../driver.js';
 import { checkSourceName, invalidOption } from '../lifecycle.js';
@@ -22,8 +22,37 @@ export interface EtcdSourceOptions {
 /** What a config gets when it leaves an `etcd` option out. */
 export const ETCD_DEFAULTS = { endpoints: [DEFAULT_ETCD_ENDPOINT] as string[], requestTimeout: 5000 } as const satisfies Partial<EtcdSourceOptions>;
 
+/** An `etcd` source as a config writes it. */
+export interface EtcdSourceConfig {
+  type: 'etcd';
+  /** Client endpoints, `host:port`, `http://host:port` or `https://host:port`, all of one scheme; requests fail over between them. @default ["http://127.0.0.1:2379"] */
+  endpoints?: string[];
+  /** The key prefix: every key under it is a member. A byte prefix: end it with `/` (`/services/web/`). */
+  prefix: string;
+  /** An etcd user, with exactly one of `password` and `passwordFile`. Default: none. */
+  auth?: {
+    /** The etcd user name. */
+    username: string;
+    /** The password, inline. Never logged. */
+    password?: string;
+    /** A file that holds the password (relative to the config file), read at each connection. */
+    passwordFile?: string;
+  };
+  /** PEM files, relative to the config file. With `tls`, an endpoint without a scheme means `https://`. Default: none. */
+  tls?: {
+    /** The CA that verifies the servers. Default: the system's roots. */
+    ca?: string;
+    /** rosterd's client certificate; give `key` with it. */
+    cert?: string;
+    /** The client certificate's private key. */
+    key?: string;
+  };
+  /** Time a read (and the confirmation of a new watch) may take. @default "5s" */
+  requestTimeout?: DurationInput;
+}
+
 /** The `etcd` source: the keys under a prefix, read and then watched. Loads the etcd client on start. */
-export default defineSourceDriver({
+export default defineSourceDriver<EtcdSourceConfig>()({
   type: 'etcd',
   options: z
     .object({

@@ -9,8 +9,15 @@ export interface FileSourceOptions {
   path: string;
 }
 
+/** A `file` source as a config writes it. */
+export interface FileSourceConfig {
+  type: 'file';
+  /** The member file: JSON when it ends in `.json`, YAML otherwise. Relative to the config file's directory. */
+  path: string;
+}
+
 /** The `file` source: members listed in a JSON or YAML file, re-read when it changes. Loads chokidar on start. */
-export default defineSourceDriver({
+export default defineSourceDriver<FileSourceConfig>()({
   type: 'file',
   options: z
     .object({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { acceptedBy, duration, positiveDuration, regexSource } from '../../config/fields.js';
+import { acceptedBy, duration, positiveDuration, regexSource, type DurationInput } from '../../config/fields.js';
 import { MEMBER_STATUSES, type MemberStatus } from '../../members/model.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../../serf/address.js';
 import type { SerfMember } from '../../serf/client.js';
@@ -49,8 +49,31 @@ export const SERF_DEFAULTS = {
   connectTimeout: 5000,
 } as const satisfies Partial<SerfSourceOptions>;
 
+/** A `serf` source as a config writes it. */
+export interface SerfSourceConfig {
+  type: 'serf';
+  /** The agent's RPC address, `host:port` (IPv6 as `[::1]:7373`). Serf RPC is plain TCP: keep it on loopback. @default "127.0.0.1:7373" */
+  rpcAddr?: string;
+  /** The agent's `rpc_auth` key, sent only when set and non-empty. Never logged. Default: none. */
+  authKey?: string;
+  /** Keep members whose tag matches: tag name → regular expression the whole value must match (a missing tag is `""`). Default: all members. */
+  tags?: Record<string, string>;
+  /** Keep only members with one of these statuses. @default ["alive"] */
+  status?: MemberStatus[];
+  /** The tag that holds a member's port; a value that is not a decimal integer gets the member dropped. @default "port" */
+  portTag?: string;
+  /** Read the member list as soon as the agent's log shows a membership change. @default true */
+  monitor?: boolean;
+  /** The poll: re-read the member list this often when nothing else did (less on big clusters); `false` turns it off. @default "1s" */
+  refreshInterval?: DurationInput | false;
+  /** The wait after a log line or a member event before reading, so a burst costs one read. @default "20ms" */
+  resyncDelay?: DurationInput;
+  /** Time allowed for the connection, the handshake and the auth together. @default "5s" */
+  connectTimeout?: DurationInput;
+}
+
 /** The `serf` source: the members of a Serf cluster, as one agent sees them over RPC. Loads the Serf client on start. */
-export default defineSourceDriver({
+export default defineSourceDriver<SerfSourceConfig>()({
   type: 'serf',
   options: z
     .object({
