@@ -45,7 +45,7 @@ export function defineSourceDriver<Input>() {
  * implementation is loaded and built on `start()`. The source keeps the `Source` contract: `stop()` before,
  * during or after the load ends everything the source started.
  */
-export function createDriverSource<Options>(driver: SourceDriver<string, z.ZodType, Options>, name: string, options: Options, context: SourceContext): Source {
+export function createDriverSource<Options>(driver: SourceDriver<string, z.ZodType, Options, unknown>, name: string, options: NoInfer<Options>, context: SourceContext): Source {
   driver.validate(name, options);
   let inner: Source | undefined;
   let loading: Promise<Source> | undefined;
