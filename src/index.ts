@@ -18,6 +18,8 @@ export {
   TemplateError,
   SourceError,
   TemplateRunError,
+  InstallError,
+  type InstallStep,
   type RosterdErrorCode,
   type ConfigIssue,
 } from './errors.js';

@@ -4,7 +4,7 @@ import { createReloader, type Reloader } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
-import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
+import { RosterdError, SourceError, TemplateError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { removeStaleTemporaries } from '../output/install.js';
 import { RenderSandbox } from '../render/sandbox.js';
@@ -12,7 +12,7 @@ import { createSource, isSource } from '../sources/index.js';
 import type { Member, SerfQueryHandler, Source } from '../sources/types.js';
 import type { ReloadReport, RenderReport, RendererEvents, TemplateResult } from './events.js';
 import { fanOutResult, renderAndInstallFanOut } from './fan-out.js';
-import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import { internalError, renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
 import { ReloadRunner, reloadGroups, type ReloadItem } from './reloads.js';
 import { Roster, type SourceStatus } from './roster.js';
 import { createSchedule, type Schedule } from './schedule.js';
@@ -478,7 +478,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       // A fan-out template (`forEach`) renders many files through the same steps; see fan-out.ts.
       return await (t.config.fanOut ? renderAndInstallFanOut : renderAndInstall)(t.config, snapshots, t.memory, { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log });
     } catch (err) {
-      const error = RosterdError.is(err) ? err : new TemplateRunError('E_INSTALL', t.config.name, (err as Error).message, { cause: err });
+      const error = RosterdError.is(err) ? err : internalError(t.config.name, 'a render', err);
       return { status: 'failed', members: 0, error, stage: 'install' };
     }
   }
@@ -516,7 +516,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       }
       case 'failed': {
         const error = outcome.error;
-        log.error({ code: error.code }, error.message);
+        log.error(failureFields(error), error.message);
         if (error.code === 'E_GUARD') this.emit('guarded', { template: name, reason: error.message, error: error as TemplateRunError });
         else if (error.code === 'E_CHECK_FAILED') this.emit('checkFailed', { template: name, error: error as TemplateRunError });
         else if (this.listenerCount('error') > 0) this.emit('error', { template: name, error });
@@ -544,6 +544,16 @@ function isResolved(value: unknown): value is ResolvedConfig {
 function sameSource(a: ResolvedConfig['sources'][string], b: ResolvedConfig['sources'][string]): boolean {
   if (isSource(a) || isSource(b)) return a === b;
   return isDeepStrictEqual(a, b);
+}
+
+/**
+ * The log fields of a template's failure: its code; a template error's source excerpt (the `>>` line and its
+ * neighbours); a bug's stack.
+ */
+function failureFields(error: RosterdError): Record<string, unknown> {
+  if (error.code === 'E_INTERNAL') return { code: error.code, err: error.cause };
+  if (error instanceof TemplateError && error.excerpt !== undefined) return { code: error.code, excerpt: error.excerpt };
+  return { code: error.code };
 }
 
 /** An error's message without the component prefix, when it has one. */
