@@ -1,4 +1,4 @@
-import { isHaproxyReload, type ReloadConfig } from '../config/schema.js';
+import { isHaproxyReload, type ReloadConfig } from '../config/reload.js';
 import { findBindClashes } from '../haproxy/bind-guard.js';
 import { reloadHaproxy } from '../haproxy/reload.js';
 import { applyServerChanges, verifyServers, writeServerState } from '../haproxy/runtime.js';
