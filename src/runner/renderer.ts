@@ -11,7 +11,7 @@ import { removeStaleTemporaries } from '../output/install.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { SerfQueryHandler, Source } from '../sources/types.js';
-import type { ReloadReport, RenderReport, RendererEvents, TemplateResult } from './events.js';
+import type { ReloadReport, RenderedEvent, RenderReport, RendererEvents, TemplateResult, TemplateStatus } from './events.js';
 import { fanOutResult, renderAndInstallFanOut } from './fan-out.js';
 import { internalError, renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
 import { ReloadRunner, reloadGroups, type ReloadItem } from './reloads.js';
@@ -117,7 +117,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
    * succeeded; the last error otherwise, if any. `pending`: a change waits for its render (`wait`, or the
    * render under way); `rendering`: a render is under way.
    */
-  templateStatus(): { template: string; destination: string; ready: boolean; lastError: RosterdError | undefined; sources: readonly string[]; pending: boolean; rendering: boolean }[] {
+  templateStatus(): TemplateStatus[] {
     return [...this.templates.values()].map((t) => ({
       template: t.config.name,
       destination: t.config.destination,
@@ -502,7 +502,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       case 'dry':
         return { ...base, status: 'dry', changed: outcome.changed, content: outcome.content, diff: outcome.diff, ...fanOutResult(outcome.fanOut) };
       case 'installed': {
-        const event: RendererEvents['rendered'][0] = { template: name, destination, members: outcome.members, durationMs: base.durationMs };
+        const event: RenderedEvent = { template: name, destination, members: outcome.members, durationMs: base.durationMs };
         if (outcome.fanOut) {
           const files = outcome.fanOut.files.filter((f) => f.changed).map((f) => f.destination);
           const removed = outcome.fanOut.removed;
