@@ -148,9 +148,11 @@ function unexpected(template: ResolvedTemplate, stage: Extract<StepOutcome, { st
 
 /**
  * An install step's failure as the template's `InstallError`: the installer's step and file when it says
- * them, else `step` and the destination. `what` and the installer's message make the text, as before.
+ * them, else `step` and the destination. `what` and the installer's message make the text, as before. An
+ * error that is neither rosterd's nor the system's (no errno `code`) is a bug: `E_INTERNAL`.
  */
-export function installFailure(template: Pick<ResolvedTemplate, 'name' | 'destination'>, step: InstallStep, what: string, err: unknown): InstallError {
+export function installFailure(template: Pick<ResolvedTemplate, 'name' | 'destination'>, step: InstallStep, what: string, err: unknown): RosterdError {
+  if (!RosterdError.is(err) && typeof (err as NodeJS.ErrnoException | undefined)?.code !== 'string') return internalError(template.name, `${step} of ${template.destination}`, err);
   const known = err instanceof InstallError ? err : undefined;
   // The message, not the detail: the installer adds to it when a temporary file could not be removed.
   const reason = err instanceof Error ? err.message : String(err);
