@@ -11,7 +11,7 @@ import { prepareCandidate, readCurrent, removeStaleTemporaries, restore, type Ca
 import { MANIFEST_NAME, readManifest, removeOutput, writeManifest } from '../output/prune.js';
 import { buildContext } from '../render/context.js';
 import { groupByTag } from '../render/filters.js';
-import type { RenderSandbox } from '../render/sandbox.js';
+import type { RenderBackend } from '../render/backend.js';
 import { CONTROL, printable } from '../sources/snapshot.js';
 import type { Member } from '../sources/types.js';
 import { runCheck } from './check.js';
@@ -74,7 +74,7 @@ export function fanOutItems(forEach: ForEach, context: { members: Member[]; sour
 export async function renderFanOut(
   template: Pick<ResolvedTemplate, 'name' | 'sources' | 'env' | 'compiled' | 'backup'> & { fanOut: FanOutConfig },
   snapshots: ReadonlyMap<string, readonly Member[]>,
-  sandbox: RenderSandbox,
+  sandbox: RenderBackend,
 ): Promise<FanOutRender> {
   const context = buildContext(snapshots, template.sources, template.env);
   const items = fanOutItems(template.fanOut.forEach, context);
@@ -103,7 +103,7 @@ export async function renderAndInstallFanOut(
   template: ResolvedTemplate,
   snapshots: ReadonlyMap<string, readonly Member[]>,
   memory: TemplateMemory,
-  options: { dry: boolean; reloader: Reloader | undefined; sandbox: RenderSandbox; reloadGroup?: readonly string[]; logger: Logger },
+  options: { dry: boolean; reloader: Reloader | undefined; sandbox: RenderBackend; reloadGroup?: readonly string[]; logger: Logger },
 ): Promise<StepOutcome> {
   const fanOut = template.fanOut!;
   const directory = fanOut.directory;

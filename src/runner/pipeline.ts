@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, restore, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
-import type { RenderSandbox } from '../render/sandbox.js';
+import type { RenderBackend } from '../render/backend.js';
 import type { Member } from '../sources/types.js';
 import { runCheck } from './check.js';
 import type { FanOutReport } from './events.js';
@@ -55,7 +55,7 @@ export async function renderAndInstall(
     dry: boolean;
     reloader: Reloader | undefined;
     /** Where templates render: a child process, so that a runaway template cannot stall or crash the daemon. */
-    sandbox: RenderSandbox;
+    sandbox: RenderBackend;
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];
     logger: Logger;
