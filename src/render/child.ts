@@ -1,6 +1,6 @@
 import { RosterdError, TemplateError } from '../errors.js';
 import { ItemRenderError, renderEachItem } from './backend.js';
-import { compileTemplate, renderTemplate, type CompiledTemplate } from './engine.js';
+import { compileTemplate, loadLiquid, renderTemplate, type CompiledTemplate } from './engine.js';
 import type { RenderReply, RenderRequest } from './sandbox.js';
 
 /**
@@ -23,6 +23,9 @@ function compiled(spec: RenderRequest['template']): CompiledTemplate {
   if (templates.size > MAX_TEMPLATES) templates.delete(templates.keys().next().value!);
   return template;
 }
+
+// Loaded before the first request: a render's time limit counts from its start and must not include this.
+loadLiquid();
 
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
 process.on('disconnect', () => process.exit(0));
