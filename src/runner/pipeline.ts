@@ -7,7 +7,7 @@ import type { Member } from '../members/model.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, restore, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
-import type { RenderSandbox } from '../render/sandbox.js';
+import type { RenderBackend } from '../render/backend.js';
 import { runCheck } from './check.js';
 import { guardRefusal } from './guards.js';
 import type { FanOutReport } from './events.js';
@@ -59,7 +59,7 @@ export async function renderAndInstall(
     dry: boolean;
     reloader: Reloader | undefined;
     /** Where templates render: a child process, so that a runaway template cannot stall or crash the daemon. */
-    sandbox: RenderSandbox;
+    sandbox: RenderBackend;
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];
     logger: Logger;

@@ -8,6 +8,7 @@ import { RosterdError, SourceError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { Member } from '../members/model.js';
 import { removeStaleTemporaries } from '../output/install.js';
+import { InProcessBackend, type RenderBackend } from '../render/backend.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { SerfQueryHandler, Source } from '../sources/types.js';
@@ -24,6 +25,14 @@ export interface RendererOptions {
   logger?: Logger;
   /** Serf queries the renderer's `serf` sources answer, by query name (the daemon's fleet view uses one). */
   serfQueries?: Readonly<Record<string, SerfQueryHandler>>;
+  /**
+   * Render templates in this process instead of in a render process of their own. Default false: a daemon's
+   * renders run in a child process, so that a template that runs away (a step that blocks, a heap that runs
+   * out) fails its render and not the daemon. True saves that process's start (about as long as Node's own)
+   * where the process renders once and exits anyway, as `rosterd render --once` does; liquidjs's time and
+   * allocation limits still apply.
+   */
+  renderInProcess?: boolean;
 }
 
 export interface RenderOnceOptions {
@@ -87,14 +96,15 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private swapping = false;
   /** start(), stop() and reconfigure() run one after the other, never interleaved. */
   private lifecycle: Promise<unknown> = Promise.resolve();
-  /** Renders run in a child process: a runaway template fails its render, not the daemon. */
-  private readonly sandbox = new RenderSandbox();
+  /** Renders run in a child process (unless `renderInProcess`): a runaway template fails its render, not the daemon. */
+  private readonly sandbox: RenderBackend;
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
     this.config = config;
     this.logger = options.logger ?? silentLogger();
     this.serfQueries = options.serfQueries;
+    this.sandbox = options.renderInProcess ? new InProcessBackend() : new RenderSandbox();
     this.reloads = new ReloadRunner(this.logger, {
       reloaded: (event) => this.emit('reloaded', event),
       reloadFailed: (event) => this.emit('reloadFailed', event),
