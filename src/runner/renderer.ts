@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { createReloader, logFailedOutput, type FileChange, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
+import { createReloader, logFailedOutput, type EarlyApply, type FileChange, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
@@ -402,11 +402,29 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const first = new Set(batch.filter((t) => !t.attempted));
     if (!options.dry) for (const t of batch) t.attempted = true;
     if (!options.dry) await Promise.all(batch.filter((t) => !t.swept).map((t) => this.sweep(t)));
+    // Reload locks this batch took for changes applied before their check (`Reloader.applyEarly`): key → release.
+    const held = new Map<string, () => void>();
+    try {
+      return await this.renderAndReload(batch, options, snapshots, first, held);
+    } finally {
+      for (const release of held.values()) release();
+    }
+  }
+
+  private async renderAndReload(
+    batch: TemplateRuntime[],
+    options: { dry: boolean; reload: boolean },
+    snapshots: ReadonlyMap<string, readonly Member[]>,
+    first: ReadonlySet<TemplateRuntime>,
+    held: Map<string, () => void>,
+  ): Promise<TemplateResult[]> {
+    const early = !options.dry && options.reload;
     const results = await Promise.all(
       batch.map(async (t) => {
         const startedAt = Date.now();
         const started = performance.now();
-        const outcome = await this.renderOne(t, snapshots, options.dry);
+        const applyEarly = early && t.reloader?.applyEarly ? (change: FileChange) => this.applyEarly(t.reloader!, held, change) : undefined;
+        const outcome = await this.renderOne(t, snapshots, options.dry, applyEarly);
         return { t, outcome, startedAt, result: this.report(t, outcome, performance.now() - started) };
       }),
     );
@@ -426,10 +444,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
       group.items.push(item);
       reloads.set(t.reloader.key, group);
     }
+    // A lock taken for a change that was then not installed (and undone) has no reload to wait for.
+    for (const [key, release] of held) if (!reloads.has(key)) release();
     const reloadReports = new Map<TemplateRuntime, ReloadReport>();
     await Promise.all(
       [...reloads.values()].map(async ({ reloader, items }) => {
-        const reload = await this.reloadOnce(reloader, items);
+        const reload = await this.reloadOnce(reloader, items, held.get(reloader.key));
         for (const { t } of items) reloadReports.set(t, reload);
         const failure = reload.error;
         if (!failure) return;
@@ -468,11 +488,37 @@ export class Renderer extends EventEmitter<RendererEvents> {
     return true;
   }
 
+  /**
+   * Applies a change before its check (HAProxy runtime mode) under its reload's lock, held until the batch's
+   * reload for that key has run. The lock is taken only when it is free and no other template of the batch
+   * holds it: waiting could deadlock two batches that each hold one HAProxy's lock and want the other's. A
+   * change that finds it taken is applied after its check, as usual.
+   */
+  private async applyEarly(reloader: Reloader, held: Map<string, () => void>, change: FileChange): Promise<EarlyApply | undefined> {
+    const key = reloader.key;
+    if (!reloader.applyEarly || held.has(key) || this.reloadLocks.has(key)) return undefined;
+    let resolve!: () => void;
+    const lock = new Promise<void>((r) => (resolve = r));
+    this.reloadLocks.set(key, lock);
+    const release = (): void => {
+      resolve();
+      if (this.reloadLocks.get(key) === lock) this.reloadLocks.delete(key);
+      if (held.get(key) === release) held.delete(key);
+    };
+    held.set(key, release);
+    const early = await reloader.applyEarly(change).catch(() => undefined);
+    if (early === undefined) release();
+    return early;
+  }
+
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */
-  private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean): Promise<StepOutcome> {
+  private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean, applyEarly?: (change: FileChange) => Promise<EarlyApply | undefined>): Promise<StepOutcome> {
     try {
-      // A fan-out template (`forEach`) renders many files through the same steps; see fan-out.ts.
-      return await (t.config.fanOut ? renderAndInstallFanOut : renderAndInstall)(t.config, snapshots, t.memory, { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log });
+      const options = { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log };
+      // A fan-out template (`forEach`) renders many files through the same steps (see fan-out.ts); only a
+      // single file applies server changes before its check.
+      if (t.config.fanOut) return await renderAndInstallFanOut(t.config, snapshots, t.memory, options);
+      return await renderAndInstall(t.config, snapshots, t.memory, applyEarly ? { ...options, applyEarly } : options);
     } catch (err) {
       const error = RosterdError.is(err) ? err : new TemplateRunError('E_INSTALL', t.config.name, (err as Error).message, { cause: err });
       return { status: 'failed', members: 0, error, stage: 'install' };
@@ -522,22 +568,28 @@ export class Renderer extends EventEmitter<RendererEvents> {
   }
 
   /** Runs one reload for a group of templates; on failure restores the files it may restore. */
-  private async reloadOnce(reloader: Reloader, items: ReloadItem[]): Promise<ReloadReport> {
+  /**
+   * Runs one reload for a group of templates; on failure restores the files it may restore. `hold` releases the
+   * lock the batch already holds for this reload (taken for a change applied before its check).
+   */
+  private async reloadOnce(reloader: Reloader, items: ReloadItem[], hold?: () => void): Promise<ReloadReport> {
     const names = items.map(({ t }) => t.config.name);
     const group = items[0]!.t.reloadGroupNames;
     const log = this.logger.child({ template: names.join(','), command: 'reload' });
-    const previousLock = this.reloadLocks.get(reloader.key) ?? Promise.resolve();
+    // Held already: others wait behind this batch's lock, and waiting behind them would never end.
+    const previousLock = hold ? Promise.resolve() : (this.reloadLocks.get(reloader.key) ?? Promise.resolve());
     const changes = items.every((item) => item.changes) ? items.flatMap((item) => item.changes!) : undefined;
     const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line), changes));
     const lock = run.catch(() => undefined);
-    this.reloadLocks.set(reloader.key, lock);
+    if (!hold) this.reloadLocks.set(reloader.key, lock);
     let outcome: ReloadOutcome;
     try {
       outcome = await run;
     } catch (err) {
       outcome = { ok: false, reason: (err as Error).message, durationMs: 0 };
     } finally {
-      if (this.reloadLocks.get(reloader.key) === lock) this.reloadLocks.delete(reloader.key);
+      if (hold) hold();
+      else if (this.reloadLocks.get(reloader.key) === lock) this.reloadLocks.delete(reloader.key);
     }
     if (outcome.warning) log.warn(outcome.warning);
     const path = outcome.path ?? 'reload';
