@@ -264,31 +264,51 @@ function agrees(server: DesiredServer, row: StateRow): boolean {
   return (server.ip === undefined || server.ip === row.addr) && (server.port === undefined || server.port === row.port) && server.weight === row.weight;
 }
 
-/** Waits until none of the servers has a session or a queued request; returns why not by the deadline. */
+/**
+ * Waits until none of the servers has a session or a queued request; returns why not by the deadline. Looks
+ * again after `pollInterval`, then less and less often (up to {@link SESSION_POLL_MAX_MS}): a drained server
+ * takes no new requests, and a long-lived connection to it would otherwise cost a `show stat` every 20 ms for
+ * as long as it lasts.
+ */
 async function waitForSessions(servers: readonly { backend: string; name: string }[], options: RuntimeOptions, deadline: number): Promise<string | undefined> {
   const backends = [...new Set(servers.map((s) => s.backend))];
   let busy: string[] = [];
+  let pause = options.pollInterval ?? 20;
   do {
     busy = [];
     for (const backend of backends) {
       const csv = await masterCliCommand(options.masterSocket, `@1 show stat ${backend} 4 -1`, { timeout: Math.max(1, deadline - Date.now()), retryEmpty: true }).catch(() => '');
-      const rows = parseCsv(csv);
+      const sessions = serverSessions(csv);
       for (const { name } of servers.filter((s) => s.backend === backend)) {
-        const row = rows.find((r) => r.svname === name);
-        if (row === undefined || Number(row.scur) > 0 || Number(row.qcur) > 0) busy.push(`${backend}/${name}${row ? ` (${row.scur} session(s))` : ''}`);
+        const count = sessions.get(name);
+        if (count === undefined || count > 0) busy.push(`${backend}/${name}${count === undefined ? '' : ` (${count} session(s))`}`);
       }
     }
     if (busy.length === 0) return undefined;
-    await delay(options.pollInterval ?? 20);
+    await delay(Math.min(pause, Math.max(0, deadline - Date.now())));
+    pause = Math.min(SESSION_POLL_MAX_MS, pause * 1.5);
   } while (Date.now() < deadline);
   return `sessions still open after ${options.drainTimeout} ms on ${busy.join(', ')}`;
 }
 
-function parseCsv(text: string): Record<string, string>[] {
-  const [header, ...lines] = text.split('\n').filter((l) => l.trim() !== '');
-  if (!header?.startsWith('# ')) return [];
+/** The longest pause between two looks at a draining server's sessions, in ms. */
+const SESSION_POLL_MAX_MS = 100;
+
+/** `show stat` CSV → server name → its current sessions plus queued requests (only the columns it needs are read). */
+function serverSessions(text: string): Map<string, number> {
+  const sessions = new Map<string, number>();
+  const lines = text.split('\n');
+  const header = lines[0];
+  if (!header?.startsWith('# ')) return sessions;
   const columns = header.slice(2).split(',');
-  return lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [columns[i], v])));
+  const [name, scur, qcur] = [columns.indexOf('svname'), columns.indexOf('scur'), columns.indexOf('qcur')];
+  if (name < 0 || scur < 0 || qcur < 0) return sessions;
+  for (let i = 1; i < lines.length; i++) {
+    const values = lines[i]!.split(',', Math.max(name, scur, qcur) + 1);
+    if (values.length <= Math.max(name, scur, qcur)) continue;
+    sessions.set(values[name]!, Number(values[scur]) + Number(values[qcur]));
+  }
+  return sessions;
 }
 
 /**
