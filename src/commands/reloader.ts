@@ -1,10 +1,10 @@
-import { isHaproxyReload, type ReloadConfig } from '../config/schema.js';
+import { isHaproxyReload, type ReloadConfig } from '../config/reload.js';
 import { findBindClashes } from '../haproxy/bind-guard.js';
 import { reloadHaproxy } from '../haproxy/reload.js';
 import { applyServerChanges, finishServerChanges, startServerChanges, undoServerChanges, verifyServers, writeServerState, type RuntimeOptions } from '../haproxy/runtime.js';
 import { desiredServers, diffServers, type ServerChange } from '../haproxy/server-diff.js';
 import { readCurrent } from '../output/install.js';
-import { describeCommand, runCommand } from './run.js';
+import { describeCommand, runCommand } from '../exec/run.js';
 
 /** How a reload went. */
 export interface ReloadOutcome {

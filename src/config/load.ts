@@ -9,7 +9,8 @@ import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
 import { isSource, type Source } from '../sources/types.js';
 import type { ConfigExport } from './define.js';
 import { formatPath, toConfigIssues } from './issues.js';
-import { configSchema, isHaproxyReload, type FleetConfig, type ForEach, type HistoryConfig, type ParsedTemplate, type SourceConfig } from './schema.js';
+import { isHaproxyReload } from './reload.js';
+import { configSchema, type FleetConfig, type ForEach, type HistoryConfig, type ParsedTemplate, type SourceConfig } from './schema.js';
 
 /** A template after loading: absolute paths, defaults filled, text compiled. */
 export interface ResolvedTemplate extends Omit<ParsedTemplate, 'name' | 'source' | 'contents' | 'sources'> {

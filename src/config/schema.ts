@@ -1,12 +1,14 @@
 import { z } from 'zod';
 import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../etcd/endpoints.js';
 import { FLEET_GROUP } from '../fleet/answer.js';
-import { parseListen } from '../ops/http.js';
+import { parseListen } from '../net/address.js';
+import { isHostName } from '../net/hostname.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
 import { parseDnsServer } from '../sources/dns.js';
-import { isHostName } from '../sources/hostname.js';
-import { isSource, MEMBER_STATUSES, type Source } from '../sources/types.js';
-import { parseDuration } from './duration.js';
+import { MEMBER_STATUSES } from '../members/model.js';
+import { isSource, type Source } from '../sources/types.js';
+import { acceptedBy, duration, positiveDuration, regexSource } from './fields.js';
+import { command, haproxyReload, isHaproxyReload } from './reload.js';
 
 /**
  * The one schema every config goes through. It is strict (unknown keys are errors), turns durations into
@@ -15,38 +17,6 @@ import { parseDuration } from './duration.js';
  */
 
 // --- building blocks ---
-
-/**
- * A check that accepts what `parse` accepts (it throws otherwise): the code that uses a value decides what is
- * valid, so `validate` and the running daemon never disagree.
- */
-function acceptedBy(parse: (value: string) => unknown): (value: string) => boolean {
-  return (value) => {
-    try {
-      parse(value);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-}
-
-/** `'200ms'`, `'2s'`, `'1m30s'` or a number of milliseconds → milliseconds. */
-const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  const parsed = parseDuration(value);
-  if (typeof parsed === 'number') return parsed;
-  ctx.issues.push({ code: 'custom', message: parsed.error, input: value });
-  return z.NEVER;
-});
-
-/** A duration above zero (an interval or a timeout). */
-const positiveDuration = duration.refine((ms) => ms > 0, 'must be more than 0');
-
-/** A regular expression, checked when the config is loaded rather than when a source starts. */
-const regexSource = z.string().refine(
-  acceptedBy((pattern) => new RegExp(pattern)),
-  'not a valid regular expression',
-);
 
 /**
  * A file mode: a number (`420`, `0o644` in TS) or an octal string (`'0644'`, `'644'`, `'0o644'`).
@@ -73,12 +43,6 @@ const perms = z.union([z.number(), z.string()]).transform((value, ctx) => {
   }
   return value;
 });
-
-/** A command: an argv array (run without a shell) or a string (run with `sh -c`). */
-const command = z.union([
-  z.string().min(1, 'empty command'),
-  z.array(z.string()).min(1, 'empty argv: give at least the program'),
-]);
 
 /** Where the status endpoint listens: `host:port`, `[::1]:port`, or `:port` for every interface. */
 const listenAddress = z.string().refine(acceptedBy(parseListen), 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
@@ -181,29 +145,6 @@ const sourceConfig = z.union([
 
 // --- templates ---
 
-const haproxyReload = z
-  .object({
-    haproxy: z
-      .object({
-        /** The master CLI socket HAProxy was started with (`-S`). */
-        masterSocket: z.string().min(1),
-        /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. */
-        method: z.enum(['cli', 'signal']).default('cli'),
-        /** For `signal`: the master's pid file (`-p`); without it the pid comes from `show proc`. */
-        pidFile: z.string().min(1).optional(),
-        /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
-        bindGuard: z.boolean().default(true),
-        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. */
-        runtime: z.boolean().default(false),
-        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. */
-        drainTimeout: positiveDuration.default(10_000),
-        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). */
-        stateFile: z.string().min(1).optional(),
-      })
-      .strict(),
-  })
-  .strict();
-
 const wait = z
   .object({ min: duration, max: duration.optional() })
   .strict()
@@ -218,11 +159,6 @@ const wait = z
 const forEach = z.union([z.literal('member'), z.object({ groupBy: z.string().min(1) }).strict()], {
   error: 'expected "member" or { groupBy: "<tag>" }',
 });
-
-/** True when a template's `reload` is the built-in HAProxy reloader rather than a command. */
-export function isHaproxyReload(reload: unknown): reload is z.output<typeof haproxyReload> {
-  return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
-}
 
 const templateSchema = z
   .object({
@@ -345,7 +281,7 @@ type SerfSourceConfig = z.output<typeof serfSourceSchema>;
 type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
 type EtcdSourceConfig = z.output<typeof etcdSourceSchema>;
 export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig | EtcdSourceConfig;
-export type ReloadConfig = NonNullable<ParsedTemplate['reload']>;
+export type { ReloadConfig } from './reload.js';
 export type HistoryConfig = ParsedConfig['history'];
 export type FleetConfig = ParsedConfig['fleet'];
 export type ForEach = NonNullable<ParsedTemplate['forEach']>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CONTROL } from '../sources/snapshot.js';
+import { CONTROL } from '../members/text.js';
 
 /**
  * What one rosterd tells its peers in answer to the `rosterd-fleet` Serf query, and how question and answer

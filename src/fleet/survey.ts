@@ -1,6 +1,6 @@
 import type { SourceConfig } from '../config/schema.js';
+import { CONTROL } from '../members/text.js';
 import { SerfClient } from '../serf/client.js';
-import { CONTROL } from '../sources/snapshot.js';
 import { FLEET_QUERY, decodeAnswer, encodeQuestion, type ServedTemplate } from './answer.js';
 
 /**

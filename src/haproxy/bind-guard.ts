@@ -1,5 +1,6 @@
 import { createSocket } from 'node:dgram';
 import { createServer, isIP, SocketAddress } from 'node:net';
+import { splitHostPort } from '../net/address.js';
 
 /**
  * A `bind` on an address that another process holds passes `haproxy -c` (which does not bind), then makes
@@ -123,12 +124,11 @@ function parseAddress(text: string, line: number): BindAddress[] {
     rest = rest.slice(prefix.length);
   }
   if (rest.startsWith('/') || rest.includes('$')) return [];
-  const colon = rest.lastIndexOf(':');
-  if (colon < 0 || rest.lastIndexOf(']') > colon) return [];
-  const ports = parsePorts(rest.slice(colon + 1));
-  let host = rest.slice(0, colon);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  const ip = normaliseHost(host, family);
+  // HAProxy reads an unbracketed IPv6 address with a port by its last colon (`::1:80`).
+  const split = splitHostPort(rest, { lastColon: true });
+  if (split?.port === undefined) return [];
+  const ports = parsePorts(split.port);
+  const ip = normaliseHost(split.host, family);
   if (ip === undefined || ports.length === 0) return [];
   return ports.map((port) => ({ ...ip, port, transport, line }));
 }

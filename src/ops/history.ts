@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { HistoryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
+import type { Member } from '../members/model.js';
 import { boundedDiff } from '../output/diff.js';
 import type { FileChange } from '../commands/reloader.js';
 import type { RenderReport } from '../runner/events.js';
 import type { Renderer } from '../runner/renderer.js';
-import type { Member } from '../sources/types.js';
 import { contentHash } from './content-hash.js';
 import { createHistoryFile, type HistoryFile, type HistoryFileOptions } from './history-file.js';
 

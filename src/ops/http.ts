@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../errors.js';
+import { parseListen } from '../net/address.js';
 import type { Logger } from '../logger.js';
 import type { Renderer } from '../runner/renderer.js';
 import type { FleetState } from '../fleet/monitor.js';
@@ -8,6 +9,9 @@ import type { RenderHistory } from './history.js';
 import { LiveUpdates, type Announcement } from './live.js';
 import type { RendererMetrics } from './metrics.js';
 import { PAGE_CSP, renderMain, renderPage } from './page.js';
+
+// Re-exported for the CLI, which checks `--listen` before it loads the status endpoint's address rules.
+export { parseListen } from '../net/address.js';
 
 /** The renderer's events after which the status page may have changed. */
 const LIVE_RENDERER_EVENTS = ['rendered', 'unchanged', 'guarded', 'checkFailed', 'reloaded', 'reloadFailed', 'settled', 'sourceError'] as const;
@@ -181,15 +185,6 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
         server.closeAllConnections();
       }),
   };
-}
-
-/** `127.0.0.1:9465`, `[::1]:9465`, `:9465` (all interfaces). */
-export function parseListen(listen: string): { host: string | undefined; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen.trim());
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw new TypeError(`listen address "${listen}" is not "host:port"`);
-  const host = match[1] ?? match[2];
-  return { host: host === '' ? undefined : host, port };
 }
 
 /** `/history?template=NAME&limit=N`: the entries asked for, or what is wrong with the query. */

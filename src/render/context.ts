@@ -1,5 +1,4 @@
-import { compareMembers } from '../sources/snapshot.js';
-import type { Member } from '../sources/types.js';
+import { compareMembers, type Member } from '../members/model.js';
 
 /** What a template sees. */
 interface RenderContext {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { CONTROL_CHARACTERS } from '../sources/snapshot.js';
-import type { Member, MemberStatus } from '../sources/types.js';
+import type { Member, MemberStatus } from '../members/model.js';
+import { CONTROL_CHARACTERS } from '../members/text.js';
 
 /**
  * Filters for rendering configs from member lists. Each is a plain function of its input so it can be

@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import { commandFailure, logFailedOutput } from '../commands/reloader.js';
-import { runCommand } from '../commands/run.js';
+import { runCommand } from '../exec/run.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';

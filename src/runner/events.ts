@@ -1,6 +1,6 @@
 import type { FileChange } from '../commands/reloader.js';
 import type { RosterdError, SourceError, TemplateRunError } from '../errors.js';
-import type { Member } from '../sources/types.js';
+import type { Member } from '../members/model.js';
 
 /** One template's outcome in a render pass (`renderOnce` returns one per template). */
 export interface TemplateResult {

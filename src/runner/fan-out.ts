@@ -9,14 +9,15 @@ import type { Logger } from '../logger.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, removeStaleTemporaries, restore, type Candidate, type CurrentFile } from '../output/install.js';
 import { MANIFEST_NAME, readManifest, removeOutput, writeManifest } from '../output/prune.js';
+import type { Member } from '../members/model.js';
+import { CONTROL, printable } from '../members/text.js';
 import { buildContext } from '../render/context.js';
 import { groupByTag } from '../render/filters.js';
 import type { RenderSandbox } from '../render/sandbox.js';
-import { CONTROL, printable } from '../sources/snapshot.js';
-import type { Member } from '../sources/types.js';
 import { runCheck } from './check.js';
 import type { FanOutFile, FanOutReport, RefusedItem, TemplateResult } from './events.js';
-import { digest, guardRefusal, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import { guardRefusal } from './guards.js';
+import { digest, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
 
 /**
  * Fan-out templates (`forEach`): one file per member, or one per value of a tag, each at a destination

@@ -3,13 +3,17 @@ import type { EarlyApply, FileChange, Reloader } from '../commands/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { RosterdError, TemplateError, TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Member } from '../members/model.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, restore, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
 import type { RenderSandbox } from '../render/sandbox.js';
-import type { Member } from '../sources/types.js';
 import { runCheck } from './check.js';
+import { guardRefusal } from './guards.js';
 import type { FanOutReport } from './events.js';
+
+/** Moved to guards.ts; re-exported so that importers of the pipeline keep working. */
+export { guardRefusal } from './guards.js';
 
 /**
  * The steps of one template's render, up to and including install: context → render → guards →
@@ -149,25 +153,6 @@ async function undoEarly(early: EarlyApply | undefined, logger: Logger): Promise
   const what = `the candidate was not installed; the server changes applied before its check: ${how}`;
   if (ok) log.warn(what);
   else log.error(what);
-}
-
-/**
- * Why the guards refuse a render, or undefined. `maxShrink` compares with the members this process
- * last installed for the template, so it does not apply to the first render.
- */
-export function guardRefusal(template: Pick<ResolvedTemplate, 'minMembers' | 'maxShrink'>, members: ReadonlySet<string>, last: ReadonlySet<string> | undefined): string | undefined {
-  if (members.size < template.minMembers) {
-    return `only ${members.size} member(s), fewer than minMembers ${template.minMembers}; keeping the previous file`;
-  }
-  if (template.maxShrink !== undefined && last && last.size > 0) {
-    let gone = 0;
-    for (const id of last) if (!members.has(id)) gone++;
-    const fraction = gone / last.size;
-    if (fraction > template.maxShrink) {
-      return `${gone} of ${last.size} member(s) would disappear at once (${Math.round(fraction * 100)}% > maxShrink ${Math.round(template.maxShrink * 100)}%); keeping the previous file`;
-    }
-  }
-  return undefined;
 }
 
 /** An error no step expected, reported as a failure of the step it happened in. */

@@ -1,18 +1,20 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { createReloader, logFailedOutput, type EarlyApply, type FileChange, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
+import { createReloader, type EarlyApply, type FileChange, type Reloader } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
 import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
+import type { Member } from '../members/model.js';
 import { removeStaleTemporaries } from '../output/install.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
-import type { Member, SerfQueryHandler, Source } from '../sources/types.js';
+import type { SerfQueryHandler, Source } from '../sources/types.js';
 import type { ReloadReport, RenderReport, RendererEvents, TemplateResult } from './events.js';
 import { fanOutResult, renderAndInstallFanOut } from './fan-out.js';
 import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import { ReloadRunner, reloadGroups, type ReloadItem } from './reloads.js';
 import { Roster, type SourceStatus } from './roster.js';
 import { createSchedule, type Schedule } from './schedule.js';
 
@@ -61,15 +63,6 @@ interface TemplateRuntime {
   dirty: boolean;
 }
 
-/** A template of a batch whose reload is to run: installed now, or installed earlier with its reload pending. */
-interface ReloadItem {
-  t: TemplateRuntime;
-  /** Puts back what the batch changed when the reload fails; undefined when nothing may be restored (a retried reload). */
-  rollback: (() => Promise<void>) | undefined;
-  /** What the batch installed or removed; undefined for a retried reload. */
-  changes: FileChange[] | undefined;
-}
-
 /**
  * The engine behind the daemon, `render --once` and the library: sources feed a roster; each template
  * renders when its sources change (debounced by `wait`), at most one render at a time per template;
@@ -86,12 +79,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private readonly inFlight = new Set<Promise<void>>();
   private pendingBatch = new Set<TemplateRuntime>();
   private batchTimer: NodeJS.Immediate | undefined;
-  /** One reload at a time per reload key, across batches. */
-  private readonly reloadLocks = new Map<string, Promise<unknown>>();
+  /** Runs the reloads of every batch, one at a time per reload command. */
+  private readonly reloads: ReloadRunner;
   private warnTimer: NodeJS.Timeout | undefined;
-  /** True while `reload()` swaps configs: no new render starts. */
+  /** True while `reconfigure()` swaps configs: no new render starts. */
   private swapping = false;
-  /** start(), stop() and reload() run one after the other, never interleaved. */
+  /** start(), stop() and reconfigure() run one after the other, never interleaved. */
   private lifecycle: Promise<unknown> = Promise.resolve();
   /** Renders run in a child process: a runaway template fails its render, not the daemon. */
   private readonly sandbox = new RenderSandbox();
@@ -101,6 +94,10 @@ export class Renderer extends EventEmitter<RendererEvents> {
     this.config = config;
     this.logger = options.logger ?? silentLogger();
     this.serfQueries = options.serfQueries;
+    this.reloads = new ReloadRunner(this.logger, {
+      reloaded: (event) => this.emit('reloaded', event),
+      reloadFailed: (event) => this.emit('reloadFailed', event),
+    });
     this.roster = this.createRoster();
     this.templates = this.createTemplates(config, new Map());
   }
@@ -213,11 +210,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
   }
 
   /**
-   * Swaps in a new, already validated config (SIGHUP). Sources whose config is unchanged keep running with
-   * their last good snapshots; the others are stopped or started. Every template then renders once.
-   * Throws, with the previous config still running as it was, when a new source refuses its options.
+   * Swaps in a new, already validated config (the daemon does on SIGHUP). Sources whose config is unchanged
+   * keep running with their last good snapshots; the others are stopped or started. Every template then
+   * renders once. Throws, with the previous config still running as it was, when a new source refuses its
+   * options.
    */
-  reload(config: ResolvedConfig): Promise<void> {
+  reconfigure(config: ResolvedConfig): Promise<void> {
     return this.serially(async () => {
       const kept = this.roster.names().filter((name) => {
         const before = this.config.sources[name];
@@ -247,6 +245,14 @@ export class Renderer extends EventEmitter<RendererEvents> {
       // Kept sources deliver no new first snapshot: render from what they have.
       if (this.running) for (const t of this.templates.values()) if (this.roster.ready(t.config.sources)) this.enqueue(t);
     });
+  }
+
+  /**
+   * The former name of {@link Renderer.reconfigure}, which it calls.
+   * @deprecated Use `reconfigure(config)`: "reload" is what a template's reload command does.
+   */
+  reload(config: ResolvedConfig): Promise<void> {
+    return this.reconfigure(config);
   }
 
   // --- internal ---
@@ -318,11 +324,9 @@ export class Renderer extends EventEmitter<RendererEvents> {
       };
       templates.set(t.name, runtime);
     }
-    for (const t of templates.values()) {
-      if (t.reloader === undefined) continue;
-      const group = [...templates.values()].filter((o) => o.reloader?.key === t.reloader!.key);
-      t.reloadGroup = group.map((o) => o.config.destination);
-      t.reloadGroupNames = group.map((o) => o.config.name).sort();
+    for (const [t, group] of reloadGroups([...templates.values()])) {
+      t.reloadGroup = group.destinations;
+      t.reloadGroupNames = group.names;
     }
     return templates;
   }
@@ -428,19 +432,20 @@ export class Renderer extends EventEmitter<RendererEvents> {
         return { t, outcome, startedAt, result: this.report(t, outcome, performance.now() - started) };
       }),
     );
-    const reloads = new Map<string, { reloader: Reloader; items: ReloadItem[] }>();
+    const reloads = new Map<string, { reloader: Reloader; group: readonly string[]; templates: TemplateRuntime[]; items: ReloadItem[] }>();
     for (const { t, outcome } of results) {
       if (!t.reloader || !options.reload) continue;
       if (outcome.status === 'installed') t.syncChecked = true;
       // An unchanged file whose last reload failed is reloaded again, and so is one that is not what runs.
       const item: ReloadItem | undefined =
         outcome.status === 'installed'
-          ? { t, rollback: outcome.rollback, changes: outcome.changes }
+          ? { template: t.config, memory: t.memory, rollback: outcome.rollback, changes: outcome.changes }
           : outcome.status === 'unchanged' && (t.memory.reloadPending || (await this.outOfSync(t)))
-            ? { t, rollback: undefined, changes: undefined }
+            ? { template: t.config, memory: t.memory, rollback: undefined, changes: undefined }
             : undefined;
       if (!item) continue;
-      const group = reloads.get(t.reloader.key) ?? { reloader: t.reloader, items: [] };
+      const group = reloads.get(t.reloader.key) ?? { reloader: t.reloader, group: t.reloadGroupNames, templates: [], items: [] };
+      group.templates.push(t);
       group.items.push(item);
       reloads.set(t.reloader.key, group);
     }
@@ -448,12 +453,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
     for (const [key, release] of held) if (!reloads.has(key)) release();
     const reloadReports = new Map<TemplateRuntime, ReloadReport>();
     await Promise.all(
-      [...reloads.values()].map(async ({ reloader, items }) => {
-        const reload = await this.reloadOnce(reloader, items, held.get(reloader.key));
-        for (const { t } of items) reloadReports.set(t, reload);
+      [...reloads.values()].map(async ({ reloader, group, templates, items }) => {
+        const reload = await this.reloads.run(reloader, group, items, held.get(reloader.key));
+        for (const t of templates) reloadReports.set(t, reload);
         const failure = reload.error;
         if (!failure) return;
-        for (const { t } of items) {
+        for (const t of templates) {
           Object.assign(results.find((r) => r.t === t)!.result, { status: 'failed', error: failure });
           t.lastError = failure;
         }
@@ -496,13 +501,11 @@ export class Renderer extends EventEmitter<RendererEvents> {
    */
   private async applyEarly(reloader: Reloader, held: Map<string, () => void>, change: FileChange): Promise<EarlyApply | undefined> {
     const key = reloader.key;
-    if (!reloader.applyEarly || held.has(key) || this.reloadLocks.has(key)) return undefined;
-    let resolve!: () => void;
-    const lock = new Promise<void>((r) => (resolve = r));
-    this.reloadLocks.set(key, lock);
+    if (!reloader.applyEarly || held.has(key)) return undefined;
+    const hold = this.reloads.tryHold(key);
+    if (hold === undefined) return undefined;
     const release = (): void => {
-      resolve();
-      if (this.reloadLocks.get(key) === lock) this.reloadLocks.delete(key);
+      hold();
       if (held.get(key) === release) held.delete(key);
     };
     held.set(key, release);
@@ -565,88 +568,6 @@ export class Renderer extends EventEmitter<RendererEvents> {
         return failedResult(t.config, error, outcome.members, base.durationMs);
       }
     }
-  }
-
-  /** Runs one reload for a group of templates; on failure restores the files it may restore. */
-  /**
-   * Runs one reload for a group of templates; on failure restores the files it may restore. `hold` releases the
-   * lock the batch already holds for this reload (taken for a change applied before its check).
-   */
-  private async reloadOnce(reloader: Reloader, items: ReloadItem[], hold?: () => void): Promise<ReloadReport> {
-    const names = items.map(({ t }) => t.config.name);
-    const group = items[0]!.t.reloadGroupNames;
-    const log = this.logger.child({ template: names.join(','), command: 'reload' });
-    // Held already: others wait behind this batch's lock, and waiting behind them would never end.
-    const previousLock = hold ? Promise.resolve() : (this.reloadLocks.get(reloader.key) ?? Promise.resolve());
-    const changes = items.every((item) => item.changes) ? items.flatMap((item) => item.changes!) : undefined;
-    const run = previousLock.then(() => reloader.run((stream, line) => log.debug({ stream }, line), changes));
-    const lock = run.catch(() => undefined);
-    if (!hold) this.reloadLocks.set(reloader.key, lock);
-    let outcome: ReloadOutcome;
-    try {
-      outcome = await run;
-    } catch (err) {
-      outcome = { ok: false, reason: (err as Error).message, durationMs: 0 };
-    } finally {
-      if (hold) hold();
-      else if (this.reloadLocks.get(reloader.key) === lock) this.reloadLocks.delete(reloader.key);
-    }
-    if (outcome.warning) log.warn(outcome.warning);
-    const path = outcome.path ?? 'reload';
-    if (outcome.ok) {
-      for (const { t } of items) t.memory.reloadPending = false;
-      if (path === 'runtime') {
-        const applied = outcome.applied ?? [];
-        log.info({ durationMs: outcome.durationMs, path, changes: applied.length }, `applied without a reload, through the HAProxy runtime API: ${applied.join(', ') || 'no server change'}`);
-      } else {
-        const why = outcome.fallback === undefined ? '' : ` (not through the runtime API: ${outcome.fallback})`;
-        log.info({ durationMs: outcome.durationMs, path }, `reloaded: ${reloader.description}${why}`);
-      }
-      const event: RendererEvents['reloaded'][0] = { templates: names, group, command: reloader.description, durationMs: outcome.durationMs, path };
-      if (outcome.fallback !== undefined) event.fallback = outcome.fallback;
-      this.emit('reloaded', event);
-      return { ok: true, command: reloader.description, path, durationMs: outcome.durationMs, ...(outcome.fallback === undefined ? {} : { fallback: outcome.fallback }) };
-    }
-    if (outcome.fallback !== undefined) log.warn({ path }, `not applied through the runtime API: ${outcome.fallback}`);
-    logFailedOutput(log, outcome.output);
-    // A reload that was triggered but not confirmed may still take effect: the file must match what runs.
-    const keep = outcome.keepNewFile === true;
-    let restoreFailed = false;
-    for (const { t, rollback } of items) {
-      if (keep || !t.config.rollback || !rollback) {
-        t.memory.reloadPending = true;
-        continue;
-      }
-      try {
-        await rollback();
-        t.memory.reloadPending = false;
-        // The restored file's members are not known: maxShrink has no baseline until the next install.
-        t.memory.lastMembers = undefined;
-        t.memory.lastDigest = undefined;
-      } catch (err) {
-        restoreFailed = true;
-        t.memory.reloadPending = true;
-        log.error({ err }, `could not restore ${t.config.destination}: ${(err as Error).message}`);
-      }
-    }
-    const rolledBack = !keep && !restoreFailed && items.every(({ t, rollback }) => t.config.rollback && rollback);
-    const what = keep
-      ? 'it may still take effect, so the new file stays in place'
-      : rolledBack
-        ? 'previous file restored'
-        : restoreFailed
-          ? 'restore failed'
-          : items.some(({ rollback }) => !rollback)
-            ? 'the file stays in place; the next render reloads again'
-            : 'rollback is off, new file left in place';
-    const error = new TemplateRunError('E_RELOAD_FAILED', names.join(', '), `reload (${reloader.description}) failed: ${outcome.reason ?? 'unknown reason'}; ${what}`, {
-      exitCode: outcome.exitCode,
-      timedOut: outcome.timedOut,
-      output: outcome.output,
-    });
-    log.error({ code: error.code }, error.message);
-    this.emit('reloadFailed', { templates: names, group, command: reloader.description, error, rolledBack });
-    return { ok: false, command: reloader.description, path, durationMs: outcome.durationMs, error, rolledBack };
   }
 }
 

@@ -1,7 +1,8 @@
 import { RosterdError, SourceError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Member } from '../members/model.js';
 import { createSnapshotGate } from '../sources/snapshot.js';
-import type { Member, Source } from '../sources/types.js';
+import type { Source } from '../sources/types.js';
 
 /** What is known about one source right now. */
 export interface SourceStatus {

@@ -5,17 +5,17 @@ import { dirname, join, relative, sep } from 'node:path';
 import type { ResolvedConfig, ResolvedTemplate } from '../config/load.js';
 import { RosterdError, TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Member } from '../members/model.js';
 import { unifiedDiff } from '../output/diff.js';
 import { MANIFEST_NAME } from '../output/prune.js';
 import { buildContext } from '../render/context.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { readMemberFile } from '../sources/file.js';
 import { createSnapshotGate } from '../sources/snapshot.js';
-import type { Member } from '../sources/types.js';
 import { runCheck } from './check.js';
 import type { RefusedItem } from './events.js';
 import { renderFanOut } from './fan-out.js';
-import { guardRefusal } from './pipeline.js';
+import { guardRefusal } from './guards.js';
 
 /**
  * `rosterd test`: every template rendered from fixture member files instead of the live sources, each output

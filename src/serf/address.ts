@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { isAddressProblem, parseHostPort } from '../net/address.js';
 /**
  * Formats a Serf member's `Addr` (Go `net.IP` sent as raw bytes) the way Go's `net.IP.String()` does, which
  * is also what the agent's event-handler scripts and `serf members` print:
@@ -62,11 +62,9 @@ export const DEFAULT_RPC_ADDRESS = '127.0.0.1:7373';
  * @throws {TypeError} when the address is not of that form or the port is not 1–65535.
  */
 export function parseRpcAddress(address: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
-  const port = match ? Number(match[3]) : NaN;
-  const host = match ? (match[1] ?? match[2]!) : '';
-  if (!match || port < 1 || port > 65535 || (match[1] !== undefined && isIP(host) !== 6)) {
+  const parsed = parseHostPort(address);
+  if (isAddressProblem(parsed)) {
     throw new TypeError(`expected an address of the form host:port (IPv6 as [::1]:7373), got ${JSON.stringify(address)}`);
   }
-  return { host, port };
+  return { host: parsed.host, port: parsed.port! };
 }

@@ -1,8 +1,10 @@
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { SourceError } from '../errors.js';
-import { isHostName } from './hostname.js';
-import type { Member, Source, SourceFactory } from './types.js';
+import { formatHostPort, isAddressProblem, parseHostPort } from '../net/address.js';
+import { isHostName } from '../net/hostname.js';
+import type { Member } from '../members/model.js';
+import type { Source, SourceFactory } from './types.js';
 
 /**
  * The `dns` source: members from SRV, A or AAAA records, polled with `dns.promises.Resolver` (which, unlike
@@ -413,17 +415,11 @@ function validateOptions(name: string, options: DnsSourceOptions): { server: str
  * IPv6 and aborts the whole process on an IPv4 address with port 0.
  */
 export function parseDnsServer(entry: string): { server: string } | string {
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(entry);
-  const withPort = /^([^:[\]]+):(\d{1,5})$/.exec(entry);
-  const host = bracketed ? bracketed[1]! : withPort ? withPort[1]! : entry;
-  const port = bracketed ? bracketed[2] : withPort ? withPort[2] : undefined;
-  const family = isIP(host);
-  if (family === 0) return 'a DNS server must be an IP address (optionally with a port: "ip:port", "[ipv6]:port")';
-  if (withPort && family !== 4) return 'write an IPv6 address with a port as "[ipv6]:port"';
-  if (port === undefined) return { server: host };
-  const number = Number(port);
-  if (number < 1 || number > 65535) return `port ${port} is not from 1 to 65535`;
-  return { server: family === 6 ? `[${host}]:${number}` : `${host}:${number}` };
+  const parsed = parseHostPort(entry, { optionalPort: true, ipOnly: true });
+  if (isAddressProblem(parsed)) {
+    return parsed.problem === 'port' ? parsed.message : 'a DNS server must be an IP address (optionally with a port: "ip:port", "[ipv6]:port")';
+  }
+  return { server: parsed.port === undefined ? parsed.host : formatHostPort(parsed.host, parsed.port) };
 }
 
 /** SRV records by target and port: one record per pair (the lowest priority, then the highest weight), targets lower-cased. */

@@ -4,7 +4,8 @@ import { parseEtcdEndpoints } from '../etcd/endpoints.js';
 import { decodeMember } from '../etcd/member.js';
 import { SourceError } from '../errors.js';
 import { jitteredBackoff } from './backoff.js';
-import type { Member, Source, SourceFactory } from './types.js';
+import type { Member } from '../members/model.js';
+import type { Source, SourceFactory } from './types.js';
 
 /**
  * The `etcd` source: one member per key under a prefix. A key's value is a JSON object in the member-file

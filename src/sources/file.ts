@@ -4,7 +4,8 @@ import { dirname, extname } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import yaml from 'js-yaml';
 import { SourceError } from '../errors.js';
-import type { Member, Source, SourceFactory } from './types.js';
+import type { Member } from '../members/model.js';
+import type { Source, SourceFactory } from './types.js';
 
 const TRAILING_READ_MS = 150;
 /**

@@ -2,7 +2,8 @@ import { SourceError } from '../errors.js';
 import { parseRpcAddress } from '../serf/address.js';
 import { SerfClient, type SerfMember, type SerfQueryEvent } from '../serf/client.js';
 import { SerfError } from '../serf/errors.js';
-import { MEMBER_STATUSES, type Member, type MemberStatus, type Source, type SourceFactory } from './types.js';
+import { MEMBER_STATUSES, type Member, type MemberStatus } from '../members/model.js';
+import type { Source, SourceFactory } from './types.js';
 
 /**
  * The `serf` source: the members of a Serf cluster, as seen by one agent over its RPC port.

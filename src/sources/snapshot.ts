@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
-import { isHostName } from './hostname.js';
-import { MEMBER_STATUSES, type Member } from './types.js';
+import { compareMembers, compareText, MEMBER_STATUSES, type Member } from '../members/model.js';
+import { CONTROL, printable } from '../members/text.js';
+import { isHostName } from '../net/hostname.js';
 
 /**
  * Member data is untrusted: names, addresses and tags come from the network. This module is the one gate
@@ -15,15 +16,6 @@ export interface DroppedMember {
   member: string;
   reason: string;
 }
-
-/**
- * C0 (U+0000–U+001F), DEL and C1 (U+007F–U+009F), and the line and paragraph separators U+2028 and U+2029:
- * anything that could start a new line or confuse a terminal, a log viewer or a config parser.
- */
-// oxlint-disable-next-line no-control-regex
-export const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-/** The same, to replace every one of them (`String.replace` only: a global regex is stateful in `test`). */
-export const CONTROL_CHARACTERS = new RegExp(CONTROL.source, 'g');
 
 /**
  * Validates raw members from a source. Returns the valid ones, normalised (own `source`, tags copied,
@@ -52,11 +44,6 @@ export function sanitizeMembers(
     members.push(member);
   }
   return { members, dropped };
-}
-
-/** The order members are rendered in: name, then address, then port (no port first). */
-export function compareMembers(a: Member, b: Member): number {
-  return compareText(a.name, b.name) || compareText(a.address, b.address) || (a.port ?? -1) - (b.port ?? -1);
 }
 
 /** True when two sanitized snapshots hold the same members with the same data. */
@@ -143,14 +130,6 @@ function checkAddress(address: string): string | undefined {
   return isHostName(address) ? undefined : 'is neither an IP address nor a valid host name';
 }
 
-/**
- * A value as JSON, with the control characters JSON leaves as they are (DEL, C1, U+2028, U+2029) escaped too:
- * what a warning prints about a bad member cannot start a line of its own.
- */
-export function printable(value: unknown): string {
-  return String(JSON.stringify(value)).replace(CONTROL_CHARACTERS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
 function describe(value: unknown, index: number): string {
   const name = typeof value === 'object' && value !== null ? (value as Record<string, unknown>).name : undefined;
   // Escaped, so that the warning itself cannot be used to inject log lines.
@@ -162,9 +141,4 @@ function sameTags(a: Record<string, string>, b: Record<string, string>): boolean
   if (keys.length !== Object.keys(b).length) return false;
   for (const key of keys) if (a[key] !== b[key]) return false;
   return true;
-}
-
-// Plain code-unit order, not locale order: the output must not depend on the machine's locale.
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -1,22 +1,6 @@
-/** Every status a member can have. Serf reports all four; file and DNS members are `alive` unless told. */
-export const MEMBER_STATUSES = ['alive', 'leaving', 'left', 'failed'] as const;
+import type { Member } from '../members/model.js';
 
-/** The status a member can have. */
-export type MemberStatus = (typeof MEMBER_STATUSES)[number];
-
-/** One member of a roster, as templates see it. */
-export interface Member {
-  /** Unique within its source. */
-  name: string;
-  /** IPv4/IPv6 text or a hostname. */
-  address: string;
-  /** Serf: from the tag named by the source's `portTag`; DNS: the SRV port or the configured one. */
-  port?: number;
-  tags: Record<string, string>;
-  status: MemberStatus;
-  /** The source's name in the config. */
-  source: string;
-}
+export type { Member, MemberStatus } from '../members/model.js';
 
 /**
  * A source of membership. It is level-triggered: `onSnapshot` always receives the whole current member

@@ -278,7 +278,7 @@ describe('start/stop (the daemon engine)', () => {
     await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')).includes('server b'), 'a render after the fix');
   });
 
-  it('reload() swaps the config, keeping the snapshot of an unchanged source', async () => {
+  it('reconfigure() swaps the config, keeping the snapshot of an unchanged source', async () => {
     await writeMembers(members('a'));
     const r = await make();
     await r.start();
@@ -287,12 +287,23 @@ describe('start/stop (the daemon engine)', () => {
       defineConfig({ sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ contents: 'v2 {{ members | size }}', destination: 'out/app.cfg' }] }),
       { baseDir: dir },
     );
-    await r.reload(next);
+    await r.reconfigure(next);
     await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')) === 'v2 1', 'a render with the new template');
+  });
+
+  it('reload(), the deprecated name of reconfigure(), still swaps the config', async () => {
+    await writeMembers(members('a'));
+    const r = await make();
+    await r.start();
+    await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8').catch(() => '')).includes('server a'), 'first render');
+    const next = await loadConfig(defineConfig({ sources: { web: { type: 'file', path: 'members.json' } }, templates: [{ contents: 'v3', destination: 'out/app.cfg' }] }), { baseDir: dir });
+    await r.reload(next);
+    expect(r.currentConfig).toBe(next);
+    await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')) === 'v3', 'a render with the new template');
   });
 });
 
-describe('reload() with a source that refuses its options', () => {
+describe('reconfigure() with a source that refuses its options', () => {
   it('changes nothing: the previous sources and templates keep running', async () => {
     await writeMembers(members('a'));
     const r = await make();
@@ -306,7 +317,7 @@ describe('reload() with a source that refuses its options', () => {
       { baseDir: dir },
     );
     (next.sources as Record<string, unknown>).broken = { type: 'serf', rpcAddr: 'not an address', status: ['alive'], portTag: 'port', resyncDelay: 0, connectTimeout: 1 };
-    await expect(r.reload(next)).rejects.toThrow(/rpcAddr/);
+    await expect(r.reconfigure(next)).rejects.toThrow(/rpcAddr/);
     await writeMembers(members('a', 'b'));
     await waitFor(async () => (await readFile(at('out/app.cfg'), 'utf8')).includes('server b'), 'the old template still renders');
   });
@@ -326,8 +337,9 @@ describe('one render at a time per template', () => {
     await waitFor(async () => (await readFile(at('checks'), 'utf8').catch(() => '')).split('\n').filter(Boolean).length === 1, 'the first check to start');
     await writeMembers(members('a', 'b'));
     await writeMembers(members('a', 'b', 'c'));
-    // Both changes were seen while the check blocked; let it finish.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Both changes were seen while the check blocked (the source holds three members and the template waits
+    // for its next render); let it finish.
+    await waitFor(() => r.sourceStatus().find((s) => s.name === 'web')?.members?.length === 3 && r.templateStatus()[0]!.pending, 'both changes seen during the check');
     await writeFile(at('release'), '');
     await waitFor(async () => (await readFile(at('checks'), 'utf8')).split('\n').filter(Boolean).length === 2, 'the coalesced second check');
     await writeFile(at('release'), '');
@@ -338,7 +350,7 @@ describe('one render at a time per template', () => {
   });
 });
 
-describe('reload() keeps the sources whose config did not change', () => {
+describe('reconfigure() keeps the sources whose config did not change', () => {
   it('does not restart them, and renders from their last snapshot', async () => {
     let starts = 0;
     const source: Source = {
@@ -352,7 +364,7 @@ describe('reload() keeps the sources whose config did not change', () => {
     renderer = await createRenderer(defineConfig({ sources: { mine: source }, templates: [{ contents: 'v1 {{ members | size }}', destination: at('x.cfg') }] }));
     await renderer.start();
     await waitFor(async () => (await readFile(at('x.cfg'), 'utf8').catch(() => '')) === 'v1 1', 'the first render');
-    await renderer.reload(await loadConfig(defineConfig({ sources: { mine: source }, templates: [{ contents: 'v2 {{ members | size }}', destination: at('x.cfg') }] })));
+    await renderer.reconfigure(await loadConfig(defineConfig({ sources: { mine: source }, templates: [{ contents: 'v2 {{ members | size }}', destination: at('x.cfg') }] })));
     await waitFor(async () => (await readFile(at('x.cfg'), 'utf8')) === 'v2 1', 'a render of the new template');
     expect(starts).toBe(1);
   });
@@ -397,7 +409,7 @@ describe('lifecycle', () => {
     renderer = await createRenderer(defineConfig({ sources: { one: first.source }, templates: [{ contents: 'x', destination: at('x.cfg') }] }));
     await renderer.start();
     const next = await loadConfig(defineConfig({ sources: { two: second.source }, templates: [{ contents: 'y', destination: at('x.cfg') }] }));
-    await Promise.all([renderer.reload(next), renderer.stop()]);
+    await Promise.all([renderer.reconfigure(next), renderer.stop()]);
     expect(first.counts).toEqual({ starts: 1, stops: 1 });
     expect(second.counts).toEqual({ starts: 1, stops: 1 });
   });

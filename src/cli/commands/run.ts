@@ -100,7 +100,7 @@ class SignalInbox {
 /** Runs the renderer (and the status endpoint, if asked) until a stop signal; resolves with the exit code. */
 async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | undefined, signals: SignalInbox): Promise<number> {
   const { logger } = ctx;
-  const [{ loadConfig }, { killAllCommands }] = await Promise.all([import('../../config/load.js'), import('../../commands/run.js')]);
+  const [{ loadConfig }, { killAllCommands }] = await Promise.all([import('../../config/load.js'), import('../../exec/run.js')]);
   const configFile = renderer.currentConfig.file ?? ctx.options.config;
   let stopping: Promise<void> | undefined;
   let resolveDone!: (code: number) => void;
@@ -136,7 +136,7 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
       try {
         const next = await loadConfig(configFile, { cwd: ctx.cwd });
         if (stopping) return;
-        await renderer.reload(next);
+        await renderer.reconfigure(next);
       } catch (err) {
         if (err instanceof ConfigError) {
           for (const issue of err.issues) logger.error({ path: issue.path, file: err.file }, `${issue.path ? `${issue.path}: ` : ''}${issue.message}`);

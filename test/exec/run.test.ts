@@ -3,7 +3,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { describeCommand, idle, killAllCommands, runCommand } from '../../src/commands/run.js';
+import { describeCommand, idle, killAllCommands, runCommand } from '../../src/exec/run.js';
 import { tempDir } from '../helpers/tmp.js';
 import { isGone, readPids } from '../helpers/procs.js';
 import { waitFor } from '../helpers/wait.js';

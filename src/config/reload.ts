@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import { positiveDuration } from './fields.js';
+
+/**
+ * A template's `reload` setting: a command, or the built-in HAProxy reloader. Kept out of the config
+ * schema so that the reloaders can know its shape without importing the schema.
+ */
+
+/** A command: an argv array (run without a shell) or a string (run with `sh -c`). */
+export const command = z.union([
+  z.string().min(1, 'empty command'),
+  z.array(z.string()).min(1, 'empty argv: give at least the program'),
+]);
+
+/** The built-in HAProxy reloader's options. */
+export const haproxyReload = z
+  .object({
+    haproxy: z
+      .object({
+        /** The master CLI socket HAProxy was started with (`-S`). */
+        masterSocket: z.string().min(1),
+        /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. */
+        method: z.enum(['cli', 'signal']).default('cli'),
+        /** For `signal`: the master's pid file (`-p`); without it the pid comes from `show proc`. */
+        pidFile: z.string().min(1).optional(),
+        /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
+        bindGuard: z.boolean().default(true),
+        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. */
+        runtime: z.boolean().default(false),
+        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. */
+        drainTimeout: positiveDuration.default(10_000),
+        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). */
+        stateFile: z.string().min(1).optional(),
+      })
+      .strict(),
+  })
+  .strict();
+
+/** A template's `reload`: an argv array, a shell command, or the built-in HAProxy reloader. */
+export type ReloadConfig = z.output<typeof command> | z.output<typeof haproxyReload>;
+
+/** True when a template's `reload` is the built-in HAProxy reloader rather than a command. */
+export function isHaproxyReload(reload: unknown): reload is z.output<typeof haproxyReload> {
+  return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
+}
