@@ -69,7 +69,8 @@ describe('RenderSandbox (renders in a child process)', () => {
     const started = Date.now();
     try {
       const error = await renderError(box, compile('{% for i in (1..50000000) %}{% endfor %}'));
-      expect(error.message).toContain('failed to render: template render limit exceeded');
+      // liquidjs's own limit ends it; on a starved machine the parent's deadline (2 s later) may come first.
+      expect(error.message).toMatch(/failed to render: (template render limit exceeded|did not finish within 2\.3 s \(the time limit is 0\.3 s\))/);
     } finally {
       clearInterval(ticker);
     }
