@@ -3,8 +3,11 @@ import { createDriverSource, type SourceDriver } from './driver.js';
 import { SOURCE_DRIVERS, type SourceConfig } from './registry.js';
 import { isSource, type Source, type SourceContext } from './types.js';
 
+/** A driver whose options type is not known here: the config's `type` picked it, so its options fit it. */
+type AnyDriver = SourceDriver<string, never, never>;
+
 /** The built-in drivers by `type`. */
-const DRIVERS = new Map<string, SourceDriver<string, never, never>>(SOURCE_DRIVERS.map((driver) => [driver.type, driver as unknown as SourceDriver<string, never, never>]));
+const DRIVERS: ReadonlyMap<string, AnyDriver> = new Map(SOURCE_DRIVERS.map((driver) => [driver.type, driver as unknown as AnyDriver]));
 
 /**
  * Builds the source a config entry describes, or returns a plugged-in `Source` object as it is. The options

@@ -4,6 +4,7 @@ import { silentLogger } from '../../src/logger.js';
 import { backoffDelay, FailureReport } from '../../src/retry.js';
 import { createDriverSource, defineSourceDriver } from '../../src/sources/driver.js';
 import { createSource } from '../../src/sources/index.js';
+import { SOURCE_DRIVERS } from '../../src/sources/registry.js';
 import type { Source } from '../../src/sources/types.js';
 import { z } from 'zod';
 
@@ -43,6 +44,19 @@ describe('a source built through its driver', () => {
     await early.stop();
     await starting;
     expect(started).toEqual([]);
+  });
+});
+
+describe('the built-in drivers', () => {
+  // The least each type needs; everything else comes from its defaults.
+  const REQUIRED: Record<string, Record<string, unknown>> = { file: { path: 'm.json' }, serf: {}, dns: { name: 'web.example' }, etcd: { prefix: '/web/' } };
+
+  it('fill in exactly the defaults they declare', () => {
+    for (const driver of SOURCE_DRIVERS) {
+      const parsed = driver.options.parse({ type: driver.type, ...REQUIRED[driver.type] }) as Record<string, unknown>;
+      const filled = Object.fromEntries(Object.entries(parsed).filter(([key]) => key !== 'type' && !(key in REQUIRED[driver.type]!)));
+      expect(filled, driver.type).toEqual(driver.defaults);
+    }
   });
 });
 
