@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TemplateError, type RosterdErrorCode } from '../errors.js';
+import type { RenderBackend } from './backend.js';
 import { RENDER_LIMITS, type CompiledTemplate, type RenderLimits } from './engine.js';
 
 /**
@@ -59,7 +60,7 @@ interface Pending {
 }
 
 /** A render process and its queue. Idle, it does not keep the daemon alive; `close()` ends it. */
-export class RenderSandbox {
+export class RenderSandbox implements RenderBackend {
   readonly #limits: RenderLimits;
   #child: ChildProcess | undefined;
   /** The end of what the render process wrote on stderr, and whether V8 said there that the heap ran out. */

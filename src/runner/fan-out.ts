@@ -13,7 +13,7 @@ import type { Member } from '../members/model.js';
 import { CONTROL, printable } from '../members/text.js';
 import { buildContext } from '../render/context.js';
 import { groupByTag } from '../render/filters.js';
-import type { RenderSandbox } from '../render/sandbox.js';
+import type { RenderBackend } from '../render/backend.js';
 import { runCheck } from './check.js';
 import type { FanOutFile, FanOutReport, RefusedItem, TemplateResult } from './events.js';
 import { guardRefusal } from './guards.js';
@@ -75,7 +75,7 @@ export function fanOutItems(forEach: ForEach, context: { members: Member[]; sour
 export async function renderFanOut(
   template: Pick<ResolvedTemplate, 'name' | 'sources' | 'env' | 'compiled' | 'backup'> & { fanOut: FanOutConfig },
   snapshots: ReadonlyMap<string, readonly Member[]>,
-  sandbox: RenderSandbox,
+  sandbox: RenderBackend,
 ): Promise<FanOutRender> {
   const context = buildContext(snapshots, template.sources, template.env);
   const items = fanOutItems(template.fanOut.forEach, context);
@@ -104,7 +104,7 @@ export async function renderAndInstallFanOut(
   template: ResolvedTemplate,
   snapshots: ReadonlyMap<string, readonly Member[]>,
   memory: TemplateMemory,
-  options: { dry: boolean; reloader: Reloader | undefined; sandbox: RenderSandbox; reloadGroup?: readonly string[]; logger: Logger },
+  options: { dry: boolean; reloader: Reloader | undefined; sandbox: RenderBackend; reloadGroup?: readonly string[]; logger: Logger },
 ): Promise<StepOutcome> {
   const fanOut = template.fanOut!;
   const directory = fanOut.directory;

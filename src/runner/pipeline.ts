@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FileChange, Reloader } from '../commands/reloader.js';
+import type { EarlyApply, FileChange, Reloader } from '../commands/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { InstallError, RosterdError, TemplateError, TemplateRunError, type InstallStep } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -7,7 +7,7 @@ import type { Member } from '../members/model.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, restore, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
-import type { RenderSandbox } from '../render/sandbox.js';
+import type { RenderBackend } from '../render/backend.js';
 import { runCheck } from './check.js';
 import { guardRefusal } from './guards.js';
 import type { FanOutReport } from './events.js';
@@ -59,10 +59,16 @@ export async function renderAndInstall(
     dry: boolean;
     reloader: Reloader | undefined;
     /** Where templates render: a child process, so that a runaway template cannot stall or crash the daemon. */
-    sandbox: RenderSandbox;
+    sandbox: RenderBackend;
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];
     logger: Logger;
+    /**
+     * Applies the change to the running program before the candidate's check, under the reload's lock (the
+     * HAProxy runtime mode's server changes): undefined when it applied nothing. Undone here when the candidate
+     * is not installed.
+     */
+    applyEarly?: (change: FileChange) => Promise<EarlyApply | undefined>;
   },
 ): Promise<StepOutcome> {
   let count = 0;
@@ -116,22 +122,37 @@ export async function renderAndInstall(
   } catch (err) {
     return fail('install', installFailure(template, 'write', `cannot write ${template.destination}`, err));
   }
+  const change: FileChange = { path: template.destination, before: current?.bytes, after: bytes };
+  // Only a file that replaces another can differ from it in server lines alone.
+  const early = current === undefined ? undefined : await options.applyEarly?.(change);
+  if (early) change.early = early;
   const checkFailure = await runCheck(template, { candidate: candidate.path, destination: template.destination }, options.logger);
   if (checkFailure) {
     await candidate.discard();
+    await undoEarly(early, options.logger);
     return fail('check', checkFailure);
   }
   try {
     const installed = await candidate.commit();
     remember(memory, memberIds, bytes);
-    const change: FileChange = { path: template.destination, before: current?.bytes, after: bytes };
     const outcome: StepOutcome = { status: 'installed', members: count, changes: [change], rollback: () => restore(template.destination, current) };
     if (installed.backupPath) outcome.backupPath = installed.backupPath;
     return outcome;
   } catch (err) {
     await candidate.discard().catch(() => undefined);
+    await undoEarly(early, options.logger);
     return fail('install', installFailure(template, 'rename', `cannot install ${template.destination}`, err));
   }
+}
+
+/** Takes back server changes applied before a check or install that then failed. */
+async function undoEarly(early: EarlyApply | undefined, logger: Logger): Promise<void> {
+  if (!early) return;
+  const { ok, how } = await early.undo();
+  const log = logger.child({ command: 'reload' });
+  const what = `the candidate was not installed; the server changes applied before its check: ${how}`;
+  if (ok) log.warn(what);
+  else log.error(what);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { createReloader, type Reloader } from '../commands/reloader.js';
+import { createReloader, type EarlyApply, type FileChange, type Reloader } from '../commands/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
@@ -8,6 +8,7 @@ import { RosterdError, SourceError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { Member } from '../members/model.js';
 import { removeStaleTemporaries } from '../output/install.js';
+import { InProcessBackend, type RenderBackend } from '../render/backend.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { SerfQueryHandler, Source } from '../sources/types.js';
@@ -24,6 +25,14 @@ export interface RendererOptions {
   logger?: Logger;
   /** Serf queries the renderer's `serf` sources answer, by query name (the daemon's fleet view uses one). */
   serfQueries?: Readonly<Record<string, SerfQueryHandler>>;
+  /**
+   * Render templates in this process instead of in a render process of their own. Default false: a daemon's
+   * renders run in a child process, so that a template that runs away (a step that blocks, a heap that runs
+   * out) fails its render and not the daemon. True saves that process's start (about as long as Node's own)
+   * where the process renders once and exits anyway, as `rosterd render --once` does; liquidjs's time and
+   * allocation limits still apply.
+   */
+  renderInProcess?: boolean;
 }
 
 export interface RenderOnceOptions {
@@ -87,14 +96,15 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private swapping = false;
   /** start(), stop() and reconfigure() run one after the other, never interleaved. */
   private lifecycle: Promise<unknown> = Promise.resolve();
-  /** Renders run in a child process: a runaway template fails its render, not the daemon. */
-  private readonly sandbox = new RenderSandbox();
+  /** Renders run in a child process (unless `renderInProcess`): a runaway template fails its render, not the daemon. */
+  private readonly sandbox: RenderBackend;
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
     this.config = config;
     this.logger = options.logger ?? silentLogger();
     this.serfQueries = options.serfQueries;
+    this.sandbox = options.renderInProcess ? new InProcessBackend() : new RenderSandbox();
     this.reloads = new ReloadRunner(this.logger, {
       reloaded: (event) => this.emit('reloaded', event),
       reloadFailed: (event) => this.emit('reloadFailed', event),
@@ -407,11 +417,29 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const first = new Set(batch.filter((t) => !t.attempted));
     if (!options.dry) for (const t of batch) t.attempted = true;
     if (!options.dry) await Promise.all(batch.filter((t) => !t.swept).map((t) => this.sweep(t)));
+    // Reload locks this batch took for changes applied before their check (`Reloader.applyEarly`): key → release.
+    const held = new Map<string, () => void>();
+    try {
+      return await this.renderAndReload(batch, options, snapshots, first, held);
+    } finally {
+      for (const release of held.values()) release();
+    }
+  }
+
+  private async renderAndReload(
+    batch: TemplateRuntime[],
+    options: { dry: boolean; reload: boolean },
+    snapshots: ReadonlyMap<string, readonly Member[]>,
+    first: ReadonlySet<TemplateRuntime>,
+    held: Map<string, () => void>,
+  ): Promise<TemplateResult[]> {
+    const early = !options.dry && options.reload;
     const results = await Promise.all(
       batch.map(async (t) => {
         const startedAt = Date.now();
         const started = performance.now();
-        const outcome = await this.renderOne(t, snapshots, options.dry);
+        const applyEarly = early && t.reloader?.applyEarly ? (change: FileChange) => this.applyEarly(t.reloader!, held, change) : undefined;
+        const outcome = await this.renderOne(t, snapshots, options.dry, applyEarly);
         this.remember(t, outcome);
         return { t, outcome, startedAt, result: reportOutcome(t.config, outcome, performance.now() - started, t.log, this) };
       }),
@@ -433,10 +461,12 @@ export class Renderer extends EventEmitter<RendererEvents> {
       group.items.push(item);
       reloads.set(t.reloader.key, group);
     }
+    // A lock taken for a change that was then not installed (and undone) has no reload to wait for.
+    for (const [key, release] of held) if (!reloads.has(key)) release();
     const reloadReports = new Map<TemplateRuntime, ReloadReport>();
     await Promise.all(
       [...reloads.values()].map(async ({ reloader, group, templates, items }) => {
-        const reload = await this.reloads.run(reloader, group, items);
+        const reload = await this.reloads.run(reloader, group, items, held.get(reloader.key));
         for (const t of templates) reloadReports.set(t, reload);
         const failure = reload.error;
         if (!failure) return;
@@ -484,11 +514,35 @@ export class Renderer extends EventEmitter<RendererEvents> {
     }
   }
 
+  /**
+   * Applies a change before its check (HAProxy runtime mode) under its reload's lock, held until the batch's
+   * reload for that key has run. The lock is taken only when it is free and no other template of the batch
+   * holds it: waiting could deadlock two batches that each hold one HAProxy's lock and want the other's. A
+   * change that finds it taken is applied after its check, as usual.
+   */
+  private async applyEarly(reloader: Reloader, held: Map<string, () => void>, change: FileChange): Promise<EarlyApply | undefined> {
+    const key = reloader.key;
+    if (!reloader.applyEarly || held.has(key)) return undefined;
+    const hold = this.reloads.tryHold(key);
+    if (hold === undefined) return undefined;
+    const release = (): void => {
+      hold();
+      if (held.get(key) === release) held.delete(key);
+    };
+    held.set(key, release);
+    const early = await reloader.applyEarly(change).catch(() => undefined);
+    if (early === undefined) release();
+    return early;
+  }
+
   /** One template's render; an unexpected error becomes that template's failure, not the batch's. */
-  private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean): Promise<StepOutcome> {
+  private async renderOne(t: TemplateRuntime, snapshots: ReadonlyMap<string, readonly Member[]>, dry: boolean, applyEarly?: (change: FileChange) => Promise<EarlyApply | undefined>): Promise<StepOutcome> {
     try {
-      // A fan-out template (`forEach`) renders many files through the same steps; see fan-out.ts.
-      return await (t.config.fanOut ? renderAndInstallFanOut : renderAndInstall)(t.config, snapshots, t.memory, { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log });
+      const options = { dry, reloader: t.reloader, sandbox: this.sandbox, reloadGroup: t.reloadGroup, logger: t.log };
+      // A fan-out template (`forEach`) renders many files through the same steps (see fan-out.ts); only a
+      // single file applies server changes before its check.
+      if (t.config.fanOut) return await renderAndInstallFanOut(t.config, snapshots, t.memory, options);
+      return await renderAndInstall(t.config, snapshots, t.memory, applyEarly ? { ...options, applyEarly } : options);
     } catch (err) {
       const error = RosterdError.is(err) ? err : internalError(t.config.name, 'a render', err);
       return { status: 'failed', members: 0, error, stage: 'install' };
