@@ -61,7 +61,9 @@ export async function run(): Promise<BenchSection[]> {
   const stops: (() => Promise<unknown>)[] = [];
   try {
     const runtimeSpawns = join(dir, 'spawns-runtime.jsonl');
-    await lab.run(['up', '--nodes', '2'], { env: { NODE_OPTIONS: nodeOptions, ROSTERD_SPAWN_LOG: runtimeSpawns } });
+    // BENCH_CPU_PROF=<dir>: the runtime-mode rosterd writes a V8 CPU profile there when it exits.
+    const profile = process.env.BENCH_CPU_PROF ? { ROSTERD_CPU_PROF: process.env.BENCH_CPU_PROF } : {};
+    await lab.run(['up', '--nodes', '2'], { env: { NODE_OPTIONS: nodeOptions, ROSTERD_SPAWN_LOG: runtimeSpawns, ...profile } });
     stops.push(async () => {
       await lab.run(['down'], { allowFailure: true }).catch(() => undefined);
       lab.killAll();
@@ -204,6 +206,8 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
   })();
   const probes = targets.map((t) => startProbe(t.port, 2));
   const joins = targets.map(() => [] as number[]);
+  /** Per join and load balancer: processes rosterd forked between the node's agent start and its first response. */
+  const forksBeforeServing = targets.map(() => [] as number[]);
   const leaves = targets.map(() => [] as number[]);
   const serfJoin: number[] = [];
   const serfLeave: number[] = [];
@@ -248,9 +252,13 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
       rows: targets.map((t, i) => {
         const idlePerSecond = (idle[i]!.cpu - idleFrom[i]!.cpu) / 5;
         const cpu = ms(after[i]!.cpu - before[i]!.cpu - idlePerSecond * elapsed);
+        const beforeServing = forksBeforeServing[i]!;
         return {
           load_balancer: t.name,
           'processes forked per event': (after[i]!.forks - before[i]!.forks) / events,
+          'forks before serving (per join, max)': t.scripts
+            ? `${t.scripts.processesPerRun} (the whole handler run)`
+            : `${beforeServing.reduce((a, b) => a + b, 0) / beforeServing.length} (max ${Math.max(...beforeServing)})`,
           'what': after[i]!.what,
           'CPU per event (ms)': t.rosterd ? cpu / events : '',
           'reloads / new HAProxy processes': after[i]!.reloads - before[i]!.reloads,
@@ -258,7 +266,8 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
       }),
       notes: [
         "rosterd's children are counted by wrapping ChildProcess.prototype.spawn in the daemon (NODE_OPTIONS=--import); its CPU from /proc/<pid>/stat, the idle cost over the same time subtracted. The lab scripts' processes: handler runs × the processes one run forks (counted once with strace -f).",
-        'Goal: rosterd CPU per event ≤ 20 ms; runtime mode forks nothing to apply a change (the haproxy -c check of the candidate comes before the install).',
+        "Forks before serving: rosterd's children (from the same spawn log, which also logs when each exits) started after the node's agent and over before the first response from the node. In runtime mode the new server is added through the runtime API before the candidate's haproxy -c check, which then runs while the node already serves; in reload mode the check and the reload come first. The lab scripts: every process of the handler run comes before the new HAProxy that serves the node.",
+        'Goals: rosterd CPU per event ≤ 20 ms; runtime mode forks nothing before a new node serves.',
       ],
     };
     return [latency, cost];
@@ -279,8 +288,12 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
     await waitFor(() => probes.every((p) => now() - (p.served.get(name)?.last ?? 0) > 1500), `${name} to stop serving`, { timeout: 20_000, interval: 50 });
     const leaveEvent = await waitFor(() => streamed.get(`member-leave ${name}`) ?? streamed.get(`member-failed ${name}`), `Serf's member-leave of ${name}`, { timeout: 15_000 });
     if (index === undefined) return;
+    const spawned = await Promise.all(targets.map(async (t) => (t.rosterd ? forkSpans(await readSpawnLog(t.rosterd.spawnLog)) : [])));
     probes.forEach((p, i) => {
       joins[i]!.push(firsts[i]! - node.startedAt);
+      // On the way to serving: started after the agent and over before the first response (a process that is
+      // still running then, such as a check after the server was added, did not hold the node back).
+      forksBeforeServing[i]!.push(spawned[i]!.filter(({ at, exited }) => at >= node.startedAt && exited !== undefined && exited <= firsts[i]!).length);
       leaves[i]!.push(p.served.get(name)!.last - leftAt);
     });
     serfJoin.push(joinEvent - node.startedAt);
@@ -296,7 +309,7 @@ async function costSnapshot(target: Target): Promise<{ cpu: number; forks: numbe
     const runs = await target.scripts.restarts();
     return { cpu: 0, forks: runs * target.scripts.processesPerRun, what: `${target.scripts.processesPerRun} per handler run: ${target.scripts.processNames}`, reloads: runs };
   }
-  const spawns = (await readLines(target.rosterd!.spawnLog)).map((line) => JSON.parse(line) as { file: string; args: string[] });
+  const spawns = (await readSpawnLog(target.rosterd!.spawnLog)).filter((entry) => entry.file !== undefined) as { file: string; args: string[] }[];
   const reloads = parseShowProc(await masterCliCommand(target.masterSocket!, 'show proc', { retryEmpty: true })).master.reloads;
   return {
     cpu: (await cpuTicks(target.rosterd!.pid)).own,
@@ -600,11 +613,45 @@ const log = process.env.ROSTERD_SPAWN_LOG;
 if (log && /[\\\\/]cli[\\\\/]bin\\.js$/.test(process.argv[1] ?? '')) {
   const spawn = ChildProcess.prototype.spawn;
   ChildProcess.prototype.spawn = function (options) {
-    appendFileSync(log, JSON.stringify({ at: Date.now(), file: options.file, args: options.args }) + '\\n');
-    return spawn.call(this, options);
+    const at = Date.now();
+    const result = spawn.call(this, options);
+    const pid = this.pid;
+    appendFileSync(log, JSON.stringify({ at, pid, file: options.file, args: options.args }) + '\\n');
+    this.once('exit', () => appendFileSync(log, JSON.stringify({ exited: Date.now(), pid }) + '\\n'));
+    return result;
   };
 }
+// A CPU profile of the whole run, written at exit (NODE_OPTIONS may not carry --cpu-prof).
+const profileDir = process.env.ROSTERD_CPU_PROF;
+if (profileDir && /[\\\\/]cli[\\\\/]bin\\.js$/.test(process.argv[1] ?? '')) {
+  const { Session } = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.setSamplingInterval', { interval: 500 });
+  session.post('Profiler.start');
+  process.on('exit', () => {
+    // The in-process session answers synchronously.
+    session.post('Profiler.stop', (err, result) => {
+      if (!err) writeFileSync(profileDir + '/rosterd-' + process.pid + '.cpuprofile', JSON.stringify(result.profile));
+    });
+  });
+}
 `;
+}
+
+type SpawnLogEntry = { at: number; pid: number; file: string; args: string[] } | { exited: number; pid: number; file?: undefined };
+
+async function readSpawnLog(file: string): Promise<SpawnLogEntry[]> {
+  return (await readLines(file)).map((line) => JSON.parse(line) as SpawnLogEntry);
+}
+
+/** Each child: when it was started and when it exited (undefined while it runs). */
+function forkSpans(entries: readonly SpawnLogEntry[]): { at: number; exited: number | undefined }[] {
+  const exits = new Map<number, number>();
+  for (const entry of entries) if (entry.file === undefined) exits.set(entry.pid, entry.exited);
+  return entries.flatMap((entry) => (entry.file === undefined ? [] : [{ at: entry.at, exited: exits.get(entry.pid) }]));
 }
 
 async function readLines(file: string): Promise<string[]> {

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { Command as CommandType } from 'commander';
 import { DEFAULT_ETCD_ENDPOINT } from '../etcd/endpoints.js';
-import { RosterdError } from '../errors.js';
+import { ConfigError, RosterdError, TemplateError } from '../errors.js';
 import { commandContext, type CliIo, type CommandAction } from './context.js';
 import { releaseEarlySignals } from './early-signals.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -133,8 +133,21 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
   }
 }
 
-/** The text printed for an error that ends a command. */
+/**
+ * The text printed for an error that ends a command: its message; below it, liquidjs's excerpt of each template
+ * that does not compile (the `>>` line); for a bug, its stack.
+ */
 export function describeFailure(err: unknown): string {
-  if (RosterdError.is(err)) return `rosterd: ${err.message}\n`;
-  return `rosterd: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`;
+  if (!RosterdError.is(err)) return `rosterd: unexpected error: ${stackOf(err)}\n`;
+  if (err.code === 'E_INTERNAL') return `rosterd: ${err.message}\n${stackOf(err.cause)}\n`;
+  const excerpts = err instanceof ConfigError ? err.issues.filter((i) => i.excerpt !== undefined).map((i) => `${i.path}:\n${indent(i.excerpt!)}`) : err instanceof TemplateError && err.excerpt !== undefined ? [indent(err.excerpt)] : [];
+  return `rosterd: ${err.message}\n${excerpts.map((e) => `${e}\n`).join('')}`;
+}
+
+function indent(text: string): string {
+  return text.replace(/^/gm, '  ');
+}
+
+function stackOf(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }

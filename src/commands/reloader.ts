@@ -1,7 +1,7 @@
 import { isHaproxyReload, type ReloadConfig } from '../config/reload.js';
 import { findBindClashes } from '../haproxy/bind-guard.js';
 import { reloadHaproxy } from '../haproxy/reload.js';
-import { applyServerChanges, verifyServers, writeServerState } from '../haproxy/runtime.js';
+import { applyServerChanges, finishServerChanges, startServerChanges, undoServerChanges, verifyServers, writeServerState, type RuntimeOptions } from '../haproxy/runtime.js';
 import { desiredServers, diffServers, type ServerChange } from '../haproxy/server-diff.js';
 import { readCurrent } from '../output/install.js';
 import { describeCommand, runCommand } from '../exec/run.js';
@@ -33,6 +33,25 @@ export interface FileChange {
   path: string;
   before: Buffer | undefined;
   after: Buffer | undefined;
+  /** Its server changes already reached the running program, before the file's check (`Reloader.applyEarly`). */
+  early?: EarlyApply;
+}
+
+/**
+ * Server changes a reloader made to the running program before the candidate file was checked and installed
+ * (HAProxy runtime mode), so that a new server serves without waiting for the check's fork.
+ */
+export interface EarlyApply {
+  /** The changes made (`add web/web-4`). */
+  readonly applied: readonly string[];
+  /** Set when the runtime API refused one: what was made stays until the reload that follows the install. */
+  readonly failure?: string;
+  /**
+   * Takes the changes back, for a candidate that is not installed: the inverse changes, then `show servers state`
+   * must match the previous file; when that fails, a confirmed reload of the file on disk (the previous one).
+   * Never throws; `how` says what was done, for the log.
+   */
+  undo(): Promise<{ ok: boolean; how: string }>;
 }
 
 /**
@@ -54,6 +73,13 @@ export interface Reloader {
    * the reload was installed by it (not for a reload tried again): the HAProxy runtime mode needs it.
    */
   run(onLine: (stream: 'stdout' | 'stderr', line: string) => void, changes?: readonly FileChange[]): Promise<ReloadOutcome>;
+  /**
+   * Applies a candidate's change to the running program before the candidate is checked and installed, when it
+   * can be taken back (HAProxy runtime mode: server lines only). The caller holds the reload's lock from here to
+   * the end of `run` (or of `undo`), and passes the result on in the change (`FileChange.early`). Returns
+   * undefined when nothing was applied; never throws.
+   */
+  applyEarly?(change: FileChange): Promise<EarlyApply | undefined>;
   /**
    * Whether the running program matches the installed files, asked once after start when the first render finds
    * the file unchanged (rosterd may have stopped between an install and its reload). Returns how they differ;
@@ -87,6 +113,7 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
         return { ok: false, reason: (err as Error).message, durationMs: Math.round(performance.now() - started), path: 'reload' };
       }
     };
+    const runtimeOptions: RuntimeOptions = { masterSocket, timeout: options.timeout, drainTimeout };
     const reloader: Reloader = {
       key: `haproxy:${masterSocket}`,
       description: `haproxy ${runtime ? `runtime API, else ${how}` : how} via ${masterSocket}`,
@@ -94,7 +121,8 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
         const files = [...new Set([options.destination, ...(changes ?? []).map((c) => c.path)])];
         if (!runtime) return confirmedReload(files);
         const started = performance.now();
-        const attempt = await throughRuntime(changes, { masterSocket, timeout: options.timeout, drainTimeout });
+        const early = changes?.length === 1 ? changes[0]!.early : undefined;
+        const attempt = early === undefined ? await throughRuntime(changes, runtimeOptions) : await finishEarly(early, runtimeOptions);
         if (attempt.ok) return { ok: true, path: 'runtime', applied: attempt.applied, durationMs: Math.round(performance.now() - started) };
         const outcome = await confirmedReload(files);
         return { ...outcome, fallback: attempt.reason, durationMs: Math.round(performance.now() - started) };
@@ -108,6 +136,10 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
         }
       },
     };
+    if (runtime) {
+      reloader.applyEarly = (change) =>
+        applyEarly(change, runtimeOptions, () => confirmedReload([change.path])).catch(() => undefined);
+    }
     if (bindGuard) {
       reloader.precheck = async (candidate, installed) => {
         // Every file this HAProxy reads now: a bind that moves from one of them to the candidate is no clash.
@@ -137,20 +169,74 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
  * Applies a batch through HAProxy's runtime API when it changed only server lines of existing backends of one
  * file; otherwise, or when a command fails or the result does not match the file, says why not.
  */
-async function throughRuntime(
-  changes: readonly FileChange[] | undefined,
-  options: { masterSocket: string; timeout: number; drainTimeout: number },
-): Promise<{ ok: true; applied: string[] } | { ok: false; reason: string }> {
+async function throughRuntime(changes: readonly FileChange[] | undefined, options: RuntimeOptions): Promise<RuntimeAttempt> {
+  const plan = runtimePlan(changes);
+  if (!plan.ok) return plan;
+  const result = await applyServerChanges(plan.diff, desiredServers(plan.after), options);
+  return result.ok ? { ok: true, applied: plan.diff.map(describeChange) } : { ok: false, reason: `runtime API: ${result.reason}` };
+}
+
+type RuntimeAttempt = { ok: true; applied: string[] } | { ok: false; reason: string };
+
+/** The server changes a batch makes, when the runtime API can make them all; else why not. */
+function runtimePlan(changes: readonly FileChange[] | undefined): { ok: true; diff: ServerChange[]; before: string; after: string } | { ok: false; reason: string } {
   if (changes === undefined) return { ok: false, reason: 'the file that runs is not known (a failed reload is tried again)' };
   if (changes.length !== 1) return { ok: false, reason: `${changes.length} files changed at once` };
   const [change] = changes as [FileChange];
   if (change.before === undefined) return { ok: false, reason: `${change.path} is new` };
   if (change.after === undefined) return { ok: false, reason: `${change.path} was removed` };
+  const before = change.before.toString();
   const after = change.after.toString();
-  const diff = diffServers(change.before.toString(), after);
-  if (!diff.runtime) return { ok: false, reason: diff.reason };
-  const result = await applyServerChanges(diff.changes, desiredServers(after), options);
-  return result.ok ? { ok: true, applied: diff.changes.map(describeChange) } : { ok: false, reason: `runtime API: ${result.reason}` };
+  const diff = diffServers(before, after);
+  return diff.runtime ? { ok: true, diff: diff.changes, before, after } : { ok: false, reason: diff.reason };
+}
+
+/** What `run` needs to finish an early apply: the changes and the file they lead to. */
+interface EarlyState {
+  changes: ServerChange[];
+  after: string;
+  failure: string | undefined;
+}
+
+/** The part of each early apply that only this module sees. */
+const earlyStates = new WeakMap<EarlyApply, EarlyState>();
+
+/**
+ * Starts a candidate's server changes at once (adds, address and weight changes, drains), before its check;
+ * the installed file's `run` finishes them (`finishEarly`), a candidate that is not installed undoes them.
+ */
+async function applyEarly(change: FileChange, options: RuntimeOptions, reloadPrevious: () => Promise<ReloadOutcome>): Promise<EarlyApply | undefined> {
+  const plan = runtimePlan([change]);
+  if (!plan.ok || plan.diff.length === 0) return undefined;
+  const result = await startServerChanges(plan.diff, options);
+  const failure = result.ok ? undefined : `runtime API: ${result.reason}`;
+  const early: EarlyApply = {
+    applied: result.started.map(describeChange),
+    ...(failure === undefined ? {} : { failure }),
+    async undo() {
+      const reverse = diffServers(plan.after, plan.before);
+      const undone = reverse.runtime
+        ? await undoServerChanges(result.started, reverse.changes, desiredServers(plan.before), options).catch((err: unknown) => ({ ok: false, reason: (err as Error).message }))
+        : { ok: false, reason: reverse.reason };
+      if (undone.ok) return { ok: true, how: `undone through the runtime API: ${early.applied.join(', ') || 'nothing to undo'}` };
+      // Partly undone, or not at all: the previous file, which is still the installed one, is loaded afresh.
+      const reload = await reloadPrevious();
+      return reload.ok
+        ? { ok: true, how: `undoing through the runtime API failed (${undone.reason}); reloaded the previous file instead` }
+        : { ok: false, how: `undoing through the runtime API failed (${undone.reason}), and so did the reload of the previous file: ${reload.reason ?? 'unknown reason'}` };
+    },
+  };
+  earlyStates.set(early, { changes: plan.diff, after: plan.after, failure });
+  return early;
+}
+
+/** Finishes an early apply once its file is installed: deletions of the drained servers, the check against the file. */
+async function finishEarly(early: EarlyApply, options: RuntimeOptions): Promise<RuntimeAttempt> {
+  const state = earlyStates.get(early);
+  if (state === undefined) return { ok: false, reason: 'an early apply this reloader did not make' };
+  if (state.failure !== undefined) return { ok: false, reason: state.failure };
+  const result = await finishServerChanges(state.changes, desiredServers(state.after), options);
+  return result.ok ? { ok: true, applied: state.changes.map(describeChange) } : { ok: false, reason: `runtime API: ${result.reason}` };
 }
 
 /** The installed files, one after the other (a missing one reads as empty). */

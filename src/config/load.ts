@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { basename, dirname, resolve, sep } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Loader } from 'cosmiconfig';
-import { ConfigError, RosterdError, type ConfigIssue } from '../errors.js';
+import { ConfigError, RosterdError, TemplateError, type ConfigIssue } from '../errors.js';
 import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
 import { isSource, type Source } from '../sources/types.js';
 import type { ConfigExport } from './define.js';
@@ -157,7 +157,7 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
         destinationTemplate = compileTemplate({ name, text: t.destination, file: `<${path('destination')}>`, root: where.baseDir, strict: true });
       } catch (err) {
         if (!RosterdError.is(err)) throw err;
-        issues.push({ path: path('destination'), message: err.detail });
+        issues.push({ path: path('destination'), message: err.detail, ...excerptOf(err) });
         continue;
       }
     }
@@ -182,7 +182,7 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
       compiled = compileTemplate({ name, text, file, root: source === undefined ? where.baseDir : dirname(source), strict: t.strict });
     } catch (err) {
       if (!RosterdError.is(err)) throw err;
-      issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.detail });
+      issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.detail, ...excerptOf(err) });
       continue;
     }
     const { name: _name, source: _source, contents: _contents, sources: selected, reload, ...rest } = t;
@@ -347,4 +347,9 @@ async function readConfigFile(file: string | undefined, cwd: string): Promise<{ 
   let value: unknown = result.config;
   if (typeof value === 'function') value = await (value as () => unknown)();
   return { file: result.filepath, value };
+}
+
+/** A template error's source excerpt, as a config issue carries it. */
+function excerptOf(error: RosterdError): { excerpt?: string } {
+  return error instanceof TemplateError && error.excerpt !== undefined ? { excerpt: error.excerpt } : {};
 }

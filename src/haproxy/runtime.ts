@@ -48,79 +48,57 @@ const SUCCESS = {
 
 /** Applies the changes, then checks `show servers state` against the file's servers. */
 export async function applyServerChanges(changes: readonly ServerChange[], desired: DesiredState, options: RuntimeOptions): Promise<RuntimeResult> {
-  const deadline = Date.now() + options.timeout;
-  const remaining = (): number => Math.max(1, deadline - Date.now());
-  let commands = 0;
-  const send = async (command: string, success: RegExp): Promise<string | undefined> => {
-    commands++;
-    let reply: string;
-    try {
-      // Never resent: a command that reached the worker must not run twice.
-      reply = (await masterCliCommand(options.masterSocket, `@1 ${command}`, { timeout: remaining(), retryAfterSend: false })).trim();
-    } catch (err) {
-      return `"${command}": ${(err as Error).message}`;
-    }
-    return success.test(reply) ? undefined : `"${command}": ${reply === '' ? 'no reply' : reply.split('\n')[0]}`;
-  };
-  const fail = (reason: string): RuntimeResult => ({ ok: false, reason, commands });
-  /**
-   * `del server`, again for a moment while a connection still holds the server (one that just ended, a client's
-   * keep-alive connection it served last). Still held after that, it stays in maintenance, which takes it out of
-   * the balancing as surely, and is deleted by a later apply (see `verifyServers`).
-   */
-  const deleteServer = async (server: string): Promise<string | undefined> => {
-    const until = Math.min(deadline, Date.now() + DELETE_RETRY_MS);
-    for (;;) {
-      const error = await send(`del server ${server}`, SUCCESS.del);
-      if (error === undefined || !HELD.test(error)) return error;
-      if (Date.now() >= until) return undefined;
-      await delay(options.pollInterval ?? 20);
-    }
-  };
-
-  const removals = changes.filter((c) => c.kind === 'remove');
-  for (const change of changes) {
-    const server = `${change.backend}/${change.name}`;
-    if (change.kind === 'add') {
-      const error =
-        (await send(`add server ${server} ${change.address} ${change.keywords.join(' ')}`.trimEnd(), SUCCESS.add)) ??
-        (change.health ? await send(`enable health ${server}`, SUCCESS.empty) : undefined) ??
-        (change.agent ? await send(`enable agent ${server}`, SUCCESS.empty) : undefined) ??
-        (change.disabled ? undefined : await send(`enable server ${server}`, SUCCESS.empty));
-      if (error) return fail(error);
-    } else if (change.kind === 'update') {
-      const error =
-        (change.host !== undefined ? await send(`set server ${server} addr ${change.host} port ${change.port}`, SUCCESS.addr) : undefined) ??
-        (change.weight !== undefined ? await send(`set server ${server} weight ${change.weight}`, SUCCESS.empty) : undefined);
-      if (error) return fail(error);
-    } else {
-      // Out of the balancing at once; the requests it is serving go on.
-      const error = await send(`set server ${server} state drain`, SUCCESS.empty);
-      if (error) return fail(error);
-    }
-  }
-  if (removals.length > 0) {
-    const drained = await waitForSessions(removals, options, Math.min(deadline, Date.now() + options.drainTimeout));
-    if (drained !== undefined) return fail(drained);
-    for (const { backend, name } of removals) {
-      const server = `${backend}/${name}`;
-      const error = (await send(`set server ${server} state maint`, SUCCESS.empty)) ?? (await deleteServer(server));
-      if (error) return fail(error);
-    }
-  }
-  commands++;
-  let verdict: Awaited<ReturnType<typeof verifyServers>>;
-  try {
-    verdict = await verifyServers(desired, options.masterSocket, remaining());
-  } catch (err) {
-    return fail(`cannot read "show servers state": ${(err as Error).message}`);
-  }
-  if (verdict.mismatch !== undefined) return fail(verdict.mismatch);
-  // Servers removed earlier and still held then: deleted now if they can be, left in maintenance otherwise.
-  for (const server of verdict.leftovers) await send(`del server ${server}`, SUCCESS.del);
-  return { ok: true, commands };
+  const session = openSession(options);
+  const started = await startChanges(session, changes);
+  if (started.error !== undefined) return session.fail(started.error);
+  return finishChanges(session, changes, desired);
 }
 
+/**
+ * The part of a batch of changes that takes effect at once: servers added and enabled, addresses and weights
+ * set, leaving servers set to drain (out of the balancing; their requests go on). `started` lists the changes
+ * made, wholly or in part, in order: what {@link undoServerChanges} takes back. The rest (waiting for the
+ * drained servers' sessions, deleting them, verifying) is {@link finishServerChanges}.
+ */
+export async function startServerChanges(changes: readonly ServerChange[], options: RuntimeOptions): Promise<RuntimeResult & { started: ServerChange[] }> {
+  const session = openSession(options);
+  const { started, error } = await startChanges(session, changes);
+  return error === undefined ? { ok: true, commands: session.commands(), started } : { ...session.fail(error), started };
+}
+
+/** Ends what {@link startServerChanges} began: drained servers deleted once their sessions are over, then the check against the file. */
+export function finishServerChanges(changes: readonly ServerChange[], desired: DesiredState, options: RuntimeOptions): Promise<RuntimeResult> {
+  return finishChanges(openSession(options), changes, desired);
+}
+
+/**
+ * Takes back changes {@link startServerChanges} made (`started`), newest first, so that the running servers are
+ * the file's before them (`previous`) again: an added server is drained, waited for and deleted, an address or
+ * weight set back, a drained server made ready. Then `show servers state` must match `previous`.
+ * @param reverse the changes from the new file back to the previous one (`diffServers(after, before)`): they
+ *   hold the previous addresses, weights and server lines.
+ */
+export async function undoServerChanges(started: readonly ServerChange[], reverse: readonly ServerChange[], previous: DesiredState, options: RuntimeOptions): Promise<RuntimeResult> {
+  const session = openSession(options);
+  const back = new Map(reverse.map((c) => [`${c.backend}/${c.name}`, c]));
+  const removals: ServerChange[] = [];
+  for (const change of [...started].reverse()) {
+    const server = `${change.backend}/${change.name}`;
+    let error: string | undefined;
+    if (change.kind === 'add') {
+      error = await session.send(`set server ${server} state drain`, SUCCESS.empty);
+      removals.push(change);
+    } else if (change.kind === 'remove') {
+      error = await session.send(`set server ${server} state ready`, SUCCESS.empty);
+    } else {
+      const undo = back.get(server);
+      if (undo?.kind !== 'update') return session.fail(`no previous address or weight known for ${server}`);
+      error = await updateServer(session, undo);
+    }
+    if (error !== undefined) return session.fail(error);
+  }
+  return finishChanges(session, removals.map((c) => ({ kind: 'remove', backend: c.backend, name: c.name })), previous);
+}
 /**
  * Writes the running servers' state to `file` for `load-server-state-from-file`, keeping only the servers the
  * new file has with the same address, port and weight: HAProxy applies a saved port and weight to a server of
@@ -140,6 +118,118 @@ export async function writeServerState(file: string, desired: readonly DesiredSe
 }
 
 // --- internal ---
+
+/** Commands to one master CLI within one deadline, counted. */
+interface Session {
+  options: RuntimeOptions;
+  deadline: number;
+  remaining(): number;
+  commands(): number;
+  /** Sends a command; returns why it failed, or undefined when it answered its success reply. */
+  send(command: string, success: RegExp): Promise<string | undefined>;
+  fail(reason: string): RuntimeResult;
+  /** Counts a command sent by other means (`show servers state` for the verification). */
+  count(): void;
+}
+
+function openSession(options: RuntimeOptions): Session {
+  const deadline = Date.now() + options.timeout;
+  let commands = 0;
+  const remaining = (): number => Math.max(1, deadline - Date.now());
+  return {
+    options,
+    deadline,
+    remaining,
+    commands: () => commands,
+    count: () => void commands++,
+    fail: (reason) => ({ ok: false, reason, commands }),
+    async send(command, success) {
+      commands++;
+      let reply: string;
+      try {
+        // Never resent: a command that reached the worker must not run twice.
+        reply = (await masterCliCommand(options.masterSocket, `@1 ${command}`, { timeout: remaining(), retryAfterSend: false })).trim();
+      } catch (err) {
+        return `"${command}": ${(err as Error).message}`;
+      }
+      return success.test(reply) ? undefined : `"${command}": ${reply === '' ? 'no reply' : reply.split('\n')[0]}`;
+    },
+  };
+}
+
+/** Adds, updates and drains; stops at the first error. `started` holds every change a command was sent for. */
+async function startChanges(session: Session, changes: readonly ServerChange[]): Promise<{ started: ServerChange[]; error?: string }> {
+  const started: ServerChange[] = [];
+  for (const change of changes) {
+    const server = `${change.backend}/${change.name}`;
+    started.push(change);
+    let error: string | undefined;
+    if (change.kind === 'add') {
+      error =
+        (await session.send(`add server ${server} ${change.address} ${change.keywords.join(' ')}`.trimEnd(), SUCCESS.add)) ??
+        (change.health ? await session.send(`enable health ${server}`, SUCCESS.empty) : undefined) ??
+        (change.agent ? await session.send(`enable agent ${server}`, SUCCESS.empty) : undefined) ??
+        (change.disabled ? undefined : await session.send(`enable server ${server}`, SUCCESS.empty));
+      // Refused outright: nothing to take back for this one.
+      if (error?.startsWith('"add server ')) started.pop();
+    } else if (change.kind === 'update') {
+      error = await updateServer(session, change);
+    } else {
+      // Out of the balancing at once; the requests it is serving go on.
+      error = await session.send(`set server ${server} state drain`, SUCCESS.empty);
+    }
+    if (error !== undefined) return { started, error };
+  }
+  return { started };
+}
+
+async function updateServer(session: Session, change: Extract<ServerChange, { kind: 'update' }>): Promise<string | undefined> {
+  const server = `${change.backend}/${change.name}`;
+  return (
+    (change.host !== undefined ? await session.send(`set server ${server} addr ${change.host} port ${change.port}`, SUCCESS.addr) : undefined) ??
+    (change.weight !== undefined ? await session.send(`set server ${server} weight ${change.weight}`, SUCCESS.empty) : undefined)
+  );
+}
+
+/** Waits for the drained servers' sessions, deletes them, then checks the running servers against the file. */
+async function finishChanges(session: Session, changes: readonly ServerChange[], desired: DesiredState): Promise<RuntimeResult> {
+  const { options, deadline } = session;
+  /**
+   * `del server`, again for a moment while a connection still holds the server (one that just ended, a client's
+   * keep-alive connection it served last). Still held after that, it stays in maintenance, which takes it out of
+   * the balancing as surely, and is deleted by a later apply (see `verifyServers`).
+   */
+  const deleteServer = async (server: string): Promise<string | undefined> => {
+    const until = Math.min(deadline, Date.now() + DELETE_RETRY_MS);
+    for (;;) {
+      const error = await session.send(`del server ${server}`, SUCCESS.del);
+      if (error === undefined || !HELD.test(error)) return error;
+      if (Date.now() >= until) return undefined;
+      await delay(options.pollInterval ?? 20);
+    }
+  };
+  const removals = changes.filter((c) => c.kind === 'remove');
+  if (removals.length > 0) {
+    const drained = await waitForSessions(removals, options, Math.min(deadline, Date.now() + options.drainTimeout));
+    if (drained !== undefined) return session.fail(drained);
+    for (const { backend, name } of removals) {
+      const server = `${backend}/${name}`;
+      const error = (await session.send(`set server ${server} state maint`, SUCCESS.empty)) ?? (await deleteServer(server));
+      if (error) return session.fail(error);
+    }
+  }
+  session.count();
+  let verdict: Awaited<ReturnType<typeof verifyServers>>;
+  try {
+    verdict = await verifyServers(desired, options.masterSocket, session.remaining());
+  } catch (err) {
+    return session.fail(`cannot read "show servers state": ${(err as Error).message}`);
+  }
+  if (verdict.mismatch !== undefined) return session.fail(verdict.mismatch);
+  // Servers removed earlier and still held then: deleted now if they can be, left in maintenance otherwise.
+  for (const server of verdict.leftovers) await session.send(`del server ${server}`, SUCCESS.del);
+  return { ok: true, commands: session.commands() };
+}
 
 interface StateRow {
   backend: string;
@@ -174,31 +264,51 @@ function agrees(server: DesiredServer, row: StateRow): boolean {
   return (server.ip === undefined || server.ip === row.addr) && (server.port === undefined || server.port === row.port) && server.weight === row.weight;
 }
 
-/** Waits until none of the servers has a session or a queued request; returns why not by the deadline. */
+/**
+ * Waits until none of the servers has a session or a queued request; returns why not by the deadline. Looks
+ * again after `pollInterval`, then less and less often (up to {@link SESSION_POLL_MAX_MS}): a drained server
+ * takes no new requests, and a long-lived connection to it would otherwise cost a `show stat` every 20 ms for
+ * as long as it lasts.
+ */
 async function waitForSessions(servers: readonly { backend: string; name: string }[], options: RuntimeOptions, deadline: number): Promise<string | undefined> {
   const backends = [...new Set(servers.map((s) => s.backend))];
   let busy: string[] = [];
+  let pause = options.pollInterval ?? 20;
   do {
     busy = [];
     for (const backend of backends) {
       const csv = await masterCliCommand(options.masterSocket, `@1 show stat ${backend} 4 -1`, { timeout: Math.max(1, deadline - Date.now()), retryEmpty: true }).catch(() => '');
-      const rows = parseCsv(csv);
+      const sessions = serverSessions(csv);
       for (const { name } of servers.filter((s) => s.backend === backend)) {
-        const row = rows.find((r) => r.svname === name);
-        if (row === undefined || Number(row.scur) > 0 || Number(row.qcur) > 0) busy.push(`${backend}/${name}${row ? ` (${row.scur} session(s))` : ''}`);
+        const count = sessions.get(name);
+        if (count === undefined || count > 0) busy.push(`${backend}/${name}${count === undefined ? '' : ` (${count} session(s))`}`);
       }
     }
     if (busy.length === 0) return undefined;
-    await delay(options.pollInterval ?? 20);
+    await delay(Math.min(pause, Math.max(0, deadline - Date.now())));
+    pause = Math.min(SESSION_POLL_MAX_MS, pause * 1.5);
   } while (Date.now() < deadline);
   return `sessions still open after ${options.drainTimeout} ms on ${busy.join(', ')}`;
 }
 
-function parseCsv(text: string): Record<string, string>[] {
-  const [header, ...lines] = text.split('\n').filter((l) => l.trim() !== '');
-  if (!header?.startsWith('# ')) return [];
+/** The longest pause between two looks at a draining server's sessions, in ms. */
+const SESSION_POLL_MAX_MS = 100;
+
+/** `show stat` CSV → server name → its current sessions plus queued requests (only the columns it needs are read). */
+function serverSessions(text: string): Map<string, number> {
+  const sessions = new Map<string, number>();
+  const lines = text.split('\n');
+  const header = lines[0];
+  if (!header?.startsWith('# ')) return sessions;
   const columns = header.slice(2).split(',');
-  return lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [columns[i], v])));
+  const [name, scur, qcur] = [columns.indexOf('svname'), columns.indexOf('scur'), columns.indexOf('qcur')];
+  if (name < 0 || scur < 0 || qcur < 0) return sessions;
+  for (let i = 1; i < lines.length; i++) {
+    const values = lines[i]!.split(',', Math.max(name, scur, qcur) + 1);
+    if (values.length <= Math.max(name, scur, qcur)) continue;
+    sessions.set(values[name]!, Number(values[scur]) + Number(values[qcur]));
+  }
+  return sessions;
 }
 
 /**

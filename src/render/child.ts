@@ -45,7 +45,7 @@ process.on('message', (message) => {
       const err: unknown = caught instanceof ItemRenderError ? caught.cause : caught;
       const known = err instanceof TemplateError ? err : undefined;
       const detail = RosterdError.is(err) ? err.detail : `${request.template.file}: failed to render: ${err instanceof Error ? err.message : String(err)}`;
-      reply({ id: request.id, error: { code: known?.code ?? 'E_RENDER', detail, file: known?.file, line: known?.line, column: known?.column, item } });
+      reply({ id: request.id, error: { code: known?.code ?? 'E_RENDER', detail, file: known?.file, line: known?.line, column: known?.column, excerpt: known?.excerpt, item } });
     }
   })();
 });

@@ -198,8 +198,11 @@ function loopTagWithoutBareFilters<T extends typeof ForTag | typeof TablerowTag>
 }
 
 function toTemplateError(code: 'E_TEMPLATE' | 'E_RENDER', name: string, file: string, err: unknown): TemplateError {
-  const where: { template: string; file: string; line?: number; column?: number } = { template: name, file };
+  const where: { template: string; file: string; line?: number; column?: number; excerpt?: string } = { template: name, file };
   let reason = err instanceof Error ? err.message : String(err);
+  // liquidjs's lines around the error, the failing one marked `>>`: kept apart from the one-line message.
+  const excerpt = (err as { context?: unknown }).context;
+  if (typeof excerpt === 'string' && excerpt.trim() !== '') where.excerpt = excerpt.replace(/\s+$/, '');
   const token = (err as { token?: { getPosition?: () => number[]; file?: string; props?: { file?: string }[] } }).token;
   if (token?.getPosition) {
     const [line, column] = token.getPosition();

@@ -47,7 +47,7 @@ export type RenderReply =
       started?: undefined;
       output?: undefined;
       /** `item`: the index of the fan-out item whose render failed. */
-      error: { code: RosterdErrorCode; detail: string; file: string | undefined; line: number | undefined; column: number | undefined; item?: number };
+      error: { code: RosterdErrorCode; detail: string; file: string | undefined; line: number | undefined; column: number | undefined; excerpt?: string | undefined; item?: number };
     };
 
 interface Pending {
@@ -243,11 +243,12 @@ function renderError(template: CompiledTemplate, reason: string): TemplateError 
 
 /** The render process's error as the `TemplateError` a render in this process would have thrown. */
 function rebuild(template: CompiledTemplate, error: Extract<RenderReply, { error: object }>['error'], labels: readonly string[] | undefined): TemplateError {
-  const where: { template: string; file?: string; line?: number; column?: number } = { template: template.name };
+  const where: { template: string; file?: string; line?: number; column?: number; excerpt?: string } = { template: template.name };
   const item = error.item === undefined ? undefined : labels?.[error.item];
   if (error.file !== undefined) where.file = error.file;
   if (error.line !== undefined) where.line = error.line;
   if (error.column !== undefined) where.column = error.column;
+  if (error.excerpt !== undefined) where.excerpt = error.excerpt;
   const code = error.code === 'E_TEMPLATE' ? 'E_TEMPLATE' : 'E_RENDER';
   return new TemplateError(code, item === undefined ? error.detail : `${error.detail} (rendering the file of ${item})`, where);
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { FileChange, Reloader } from '../commands/reloader.js';
+import type { EarlyApply, FileChange, Reloader } from '../commands/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
-import { RosterdError, TemplateError, TemplateRunError } from '../errors.js';
+import { InstallError, RosterdError, TemplateError, TemplateRunError, type InstallStep } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Member } from '../members/model.js';
 import { unifiedDiff } from '../output/diff.js';
@@ -63,6 +63,12 @@ export async function renderAndInstall(
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];
     logger: Logger;
+    /**
+     * Applies the change to the running program before the candidate's check, under the reload's lock (the
+     * HAProxy runtime mode's server changes): undefined when it applied nothing. Undone here when the candidate
+     * is not installed.
+     */
+    applyEarly?: (change: FileChange) => Promise<EarlyApply | undefined>;
   },
 ): Promise<StepOutcome> {
   let count = 0;
@@ -87,7 +93,7 @@ export async function renderAndInstall(
   try {
     current = await readCurrent(template.destination);
   } catch (err) {
-    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot read ${template.destination}: ${(err as Error).message}`, { cause: err }));
+    return fail('install', installFailure(template, 'read', `cannot read ${template.destination}`, err));
   }
   const bytes = Buffer.from(content);
   const changed = !current || !current.bytes.equals(bytes);
@@ -114,33 +120,70 @@ export async function renderAndInstall(
   try {
     candidate = await prepareCandidate(template.destination, bytes, installOptions(template), current);
   } catch (err) {
-    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot write ${template.destination}: ${(err as Error).message}`, { cause: err }));
+    return fail('install', installFailure(template, 'write', `cannot write ${template.destination}`, err));
   }
+  const change: FileChange = { path: template.destination, before: current?.bytes, after: bytes };
+  // Only a file that replaces another can differ from it in server lines alone.
+  const early = current === undefined ? undefined : await options.applyEarly?.(change);
+  if (early) change.early = early;
   const checkFailure = await runCheck(template, { candidate: candidate.path, destination: template.destination }, options.logger);
   if (checkFailure) {
     await candidate.discard();
+    await undoEarly(early, options.logger);
     return fail('check', checkFailure);
   }
   try {
     const installed = await candidate.commit();
     remember(memory, memberIds, bytes);
-    const change: FileChange = { path: template.destination, before: current?.bytes, after: bytes };
     const outcome: StepOutcome = { status: 'installed', members: count, changes: [change], rollback: () => restore(template.destination, current) };
     if (installed.backupPath) outcome.backupPath = installed.backupPath;
     return outcome;
   } catch (err) {
     await candidate.discard().catch(() => undefined);
-    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot install ${template.destination}: ${(err as Error).message}`, { cause: err }));
+    await undoEarly(early, options.logger);
+    return fail('install', installFailure(template, 'rename', `cannot install ${template.destination}`, err));
   }
 }
 
-/** An error no step expected, reported as a failure of the step it happened in. */
+/** Takes back server changes applied before a check or install that then failed. */
+async function undoEarly(early: EarlyApply | undefined, logger: Logger): Promise<void> {
+  if (!early) return;
+  const { ok, how } = await early.undo();
+  const log = logger.child({ command: 'reload' });
+  const what = `the candidate was not installed; the server changes applied before its check: ${how}`;
+  if (ok) log.warn(what);
+  else log.error(what);
+}
+
+/**
+ * An error no step expected. In a render it is the template's failure (a filter that throws); elsewhere it is
+ * a bug, reported with its stack (`cause`), not dressed up as an install error.
+ */
 function unexpected(template: ResolvedTemplate, stage: Extract<StepOutcome, { status: 'failed' }>['stage'], error: unknown): RosterdError {
   const reason = error instanceof Error ? error.message : String(error);
   if (stage === 'render') {
     return new TemplateError('E_RENDER', `${template.compiled.file}: failed to render: ${reason}`, { template: template.name, file: template.compiled.file }, { cause: error });
   }
-  return new TemplateRunError('E_INSTALL', template.name, reason, { cause: error });
+  return internalError(template.name, stage, error);
+}
+
+/**
+ * An install step's failure as the template's `InstallError`: the installer's step and file when it says
+ * them, else `step` and the destination. `what` and the installer's message make the text, as before. An
+ * error that is neither rosterd's nor the system's (no errno `code`) is a bug: `E_INTERNAL`.
+ */
+export function installFailure(template: Pick<ResolvedTemplate, 'name' | 'destination'>, step: InstallStep, what: string, err: unknown): RosterdError {
+  if (!RosterdError.is(err) && typeof (err as NodeJS.ErrnoException | undefined)?.code !== 'string') return internalError(template.name, `${step} of ${template.destination}`, err);
+  const known = err instanceof InstallError ? err : undefined;
+  // The message, not the detail: the installer adds to it when a temporary file could not be removed.
+  const reason = err instanceof Error ? err.message : String(err);
+  return new InstallError(known?.step ?? step, known?.destination ?? template.destination, `${what}: ${reason}`, { cause: err, template: template.name });
+}
+
+/** A bug: an error that no step expected, outside a render. Its `cause` holds it, with its stack. */
+export function internalError(template: string, where: string, error: unknown): RosterdError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new RosterdError('E_INTERNAL', `unexpected error (a bug in rosterd) during ${where}: ${reason}`, { cause: error, prefix: `[template ${template}]` });
 }
 
 function remember(memory: TemplateMemory, members: ReadonlySet<string>, bytes: Buffer): void {

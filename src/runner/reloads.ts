@@ -2,7 +2,7 @@ import { logFailedOutput, type FileChange, type Reloader, type ReloadOutcome } f
 import type { ResolvedTemplate } from '../config/load.js';
 import { TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ReloadReport, RendererEvents } from './events.js';
+import type { ReloadedEvent, ReloadFailedEvent, ReloadReport } from './events.js';
 import type { TemplateMemory } from './pipeline.js';
 
 /**
@@ -23,8 +23,8 @@ export interface ReloadItem {
 
 /** Where a reload reports how it went: the renderer's `reloaded` and `reloadFailed` events. */
 export interface ReloadListener {
-  reloaded(event: RendererEvents['reloaded'][0]): void;
-  reloadFailed(event: RendererEvents['reloadFailed'][0]): void;
+  reloaded(event: ReloadedEvent): void;
+  reloadFailed(event: ReloadFailedEvent): void;
 }
 
 /** A template and its reloader, as {@link reloadGroups} reads them. */
@@ -62,11 +62,12 @@ export class ReloadRunner {
   /**
    * Runs one reload for the items of a batch that share `reloader`; on failure restores the files it may
    * restore. `group` names every template of the config that shares this reload (see {@link reloadGroups}).
+   * `hold`: the batch holds this reload's lock already ({@link tryHold}); it is released when the reload is over.
    */
-  async run(reloader: Reloader, group: readonly string[], items: readonly ReloadItem[]): Promise<ReloadReport> {
+  async run(reloader: Reloader, group: readonly string[], items: readonly ReloadItem[], hold?: () => void): Promise<ReloadReport> {
     const names = items.map((item) => item.template.name);
     const log = this.#logger.child({ template: names.join(','), command: 'reload' });
-    const outcome = await this.#locked(reloader, (stream, line) => log.debug({ stream }, line), items);
+    const outcome = await this.#locked(reloader, (stream, line) => log.debug({ stream }, line), items, hold);
     if (outcome.warning) log.warn(outcome.warning);
     const path = outcome.path ?? 'reload';
     if (outcome.ok) {
@@ -78,7 +79,7 @@ export class ReloadRunner {
         const why = outcome.fallback === undefined ? '' : ` (not through the runtime API: ${outcome.fallback})`;
         log.info({ durationMs: outcome.durationMs, path }, `reloaded: ${reloader.description}${why}`);
       }
-      const event: RendererEvents['reloaded'][0] = { templates: names, group: [...group], command: reloader.description, durationMs: outcome.durationMs, path };
+      const event: ReloadedEvent = { templates: names, group: [...group], command: reloader.description, durationMs: outcome.durationMs, path };
       if (outcome.fallback !== undefined) event.fallback = outcome.fallback;
       this.#listener.reloaded(event);
       return { ok: true, command: reloader.description, path, durationMs: outcome.durationMs, ...(outcome.fallback === undefined ? {} : { fallback: outcome.fallback }) };
@@ -108,19 +109,38 @@ export class ReloadRunner {
     return { ok: false, command: reloader.description, path, durationMs: outcome.durationMs, error, rolledBack };
   }
 
-  /** Runs the reloader once the reload before it with the same key is over. Never rejects. */
-  async #locked(reloader: Reloader, onLine: (stream: 'stdout' | 'stderr', line: string) => void, items: readonly ReloadItem[]): Promise<ReloadOutcome> {
-    const previous = this.#locks.get(reloader.key) ?? Promise.resolve();
+  /**
+   * Takes a reload's lock now, only if no reload (or other hold) of that key is under way: for server changes
+   * applied before a candidate's check (`Reloader.applyEarly`), which must not interleave with another batch's
+   * reload of the same program. Returns the release, or undefined when the lock is taken. Never waits: a batch
+   * that held one key's lock while waiting for another's could deadlock with a batch doing the opposite.
+   */
+  tryHold(key: string): (() => void) | undefined {
+    if (this.#locks.has(key)) return undefined;
+    let resolve!: () => void;
+    const lock = new Promise<void>((r) => (resolve = r));
+    this.#locks.set(key, lock);
+    return () => {
+      resolve();
+      if (this.#locks.get(key) === lock) this.#locks.delete(key);
+    };
+  }
+
+  /** Runs the reloader once the reload before it with the same key is over (at once under `hold`). Never rejects. */
+  async #locked(reloader: Reloader, onLine: (stream: 'stdout' | 'stderr', line: string) => void, items: readonly ReloadItem[], hold?: () => void): Promise<ReloadOutcome> {
+    // Held already: later reloads wait behind this batch's hold, and waiting behind them would never end.
+    const previous = hold ? Promise.resolve() : (this.#locks.get(reloader.key) ?? Promise.resolve());
     const changes = items.every((item) => item.changes) ? items.flatMap((item) => item.changes!) : undefined;
     const run = previous.then(() => reloader.run(onLine, changes));
     const lock = run.catch(() => undefined);
-    this.#locks.set(reloader.key, lock);
+    if (!hold) this.#locks.set(reloader.key, lock);
     try {
       return await run;
     } catch (err) {
       return { ok: false, reason: (err as Error).message, durationMs: 0 };
     } finally {
-      if (this.#locks.get(reloader.key) === lock) this.#locks.delete(reloader.key);
+      if (hold) hold();
+      else if (this.#locks.get(reloader.key) === lock) this.#locks.delete(reloader.key);
     }
   }
 }

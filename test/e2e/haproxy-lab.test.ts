@@ -127,16 +127,17 @@ describe('the HAProxy + Serf lab (examples/haproxy-serf)', () => {
     await waitFor(async () => (await running()).join() === (await servers()).sort().join() && !(await running()).includes('k-1'), 'k-1 and k-2 gone', { timeout: 30_000 });
   }, 90_000);
 
-  it('answers every request while 12 nodes join and leave under load, 5 of them killed', async () => {
+  it('answers every request while 20 nodes join and 22 leave under load, 9 of them killed', async () => {
     const add = (name: string) => lab.run(['add', name]);
     const leave = (name: string) => lab.run(['remove', name]);
     const kill = (name: string) => lab.run(['remove', name, '--kill']);
     const awkward = ['web 1', 'web"2', 'web&3', 'web/4'];
-    const joined = ['web-1', 'web-2', ...awkward, 'web-5', 'web-6', 'web-7', 'web-8', 'web-9', 'web-10'];
+    const wave = ['web-11', 'web-12', 'web-13', 'web-14', 'web-15', 'web-16', 'web-17', 'web-18', 'web-19', 'web-20'];
+    const joined = ['web-1', 'web-2', ...awkward, 'web-5', 'web-6', 'web-7', 'web-8', 'web-9', 'web-10', ...wave];
 
-    const { load, reports } = await underLoad({ rate: 250, maxSeconds: 120 }, async (load) => {
+    const { load, reports } = await underLoad({ rate: 250, maxSeconds: 240 }, async (load) => {
       const seen = (names: string[]) =>
-        Promise.all(names.map((name) => waitFor(() => load.served.get(name), `${name} to serve the load`, { timeout: 10_000 })));
+        Promise.all(names.map((name) => waitFor(() => load.served.get(name), `${name} to serve the load`, { timeout: 30_000 })));
       await seen(['web-1', 'web-2']);
       await Promise.all(awkward.map(add));
       await seen(awkward);
@@ -145,8 +146,16 @@ describe('the HAProxy + Serf lab (examples/haproxy-serf)', () => {
       await Promise.all([leave('web 1'), kill('web"2'), leave('web&3'), kill('web/4'), add('web-9'), add('web-10')]);
       await seen(['web-9', 'web-10']);
       await Promise.all([kill('web-5'), leave('web-6'), leave('web-7'), kill('web-8')]);
+      // A second wave, joins and departures overlapping: half of it joins, then the rest joins while the first
+      // half leaves (two of them killed), then the rest leaves (two killed).
+      for (let i = 0; i < wave.length; i += 5) {
+        await Promise.all(wave.slice(i, i + 5).map(add));
+        await seen(wave.slice(i, i + 5));
+      }
+      await Promise.all([leave('web-11'), kill('web-12'), leave('web-13'), kill('web-14'), leave('web-15')]);
+      await Promise.all([leave('web-16'), kill('web-17'), leave('web-18'), kill('web-19'), leave('web-20')]);
       // Every departure is in haproxy.cfg, with the load still running.
-      await waitFor(async () => (await servers()).join() === 'web-10,web-9', 'only web-9 and web-10 in haproxy.cfg', { timeout: 30_000 });
+      await waitFor(async () => (await servers()).join() === 'web-10,web-9', 'only web-9 and web-10 in haproxy.cfg', { timeout: 60_000 });
     });
 
     await expectNoFailure(reports);
@@ -156,7 +165,7 @@ describe('the HAProxy + Serf lab (examples/haproxy-serf)', () => {
     expect(after.lb?.failedReloads).toBe(0);
     // Joins and departures only change server lines: the runtime API applies them, without a reload.
     expect(((await lab.log()).match(/applied without a reload, through the HAProxy runtime API/g) ?? []).length).toBeGreaterThanOrEqual(4);
-  }, 150_000);
+  }, 300_000);
 
   it('refuses a member whose weight HAProxy rejects, keeps serving the previous file, and recovers when it leaves', async () => {
     const before = await haproxyCfg();

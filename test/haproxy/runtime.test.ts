@@ -1,10 +1,12 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReloader, type Reloader, type ReloadOutcome } from '../../src/commands/reloader.js';
 import { masterCliCommand } from '../../src/haproxy/master-cli.js';
 import { parseShowProc } from '../../src/haproxy/show-proc.js';
+import { createLogger } from '../../src/logger.js';
 import { createMetrics } from '../../src/ops/metrics.js';
 import { createRenderer } from '../../src/runner/renderer.js';
 import { httpGet, startHaproxy, type HaproxyProcess } from '../helpers/haproxy.js';
@@ -254,6 +256,105 @@ backend web
     await proxy?.stop();
     await work?.cleanup();
   });
+
+  it('applies a join before the candidate\'s check: it serves while the check runs; a failed check undoes it, a passed one installs the file', async () => {
+    const dirPath = join(work.path, 'early');
+    await mkdir(dirPath, { recursive: true });
+    const port = await freePort();
+    process.env.FRONTEND_PORT = String(port);
+    const masterSocket = join(dirPath, 'master.sock');
+    const destination = join(dirPath, 'haproxy.cfg');
+    // The check waits until the test says how it ends (a file holding `ok` or `fail`), and shows it is waiting.
+    const gate = join(dirPath, 'gate');
+    const gateScript = join(dirPath, 'gate.mjs');
+    await writeFile(
+      gateScript,
+      `import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+const gate = process.argv[2];
+writeFileSync(gate + '.waiting', '');
+const timer = setInterval(() => {
+  if (!existsSync(gate)) return;
+  clearInterval(timer);
+  const verdict = readFileSync(gate, 'utf8').trim();
+  rmSync(gate);
+  rmSync(gate + '.waiting', { force: true });
+  if (verdict !== 'ok') console.error('[ALERT] the gate says no');
+  process.exit(verdict === 'ok' ? 0 : 1);
+}, 10);
+`,
+    );
+    const config = {
+      sources: { web: { type: 'file' as const, path: join(dirPath, 'members.json') } },
+      templates: [
+        {
+          name: 'haproxy',
+          contents: TEMPLATE,
+          destination,
+          env: ['FRONTEND_PORT'],
+          check: [process.execPath, gateScript, gate],
+          reload: { haproxy: { masterSocket, runtime: true } },
+          timeout: '60s',
+        },
+      ],
+    };
+    await writeFile(join(dirPath, 'members.json'), members(['a']));
+    await writeFile(gate, 'ok');
+    await (await createRenderer(config)).renderOnce({ reload: false });
+    const early = await startHaproxy({ dir: dirPath, config: await readFile(destination, 'utf8') });
+    try {
+      const pids = async (): Promise<number[]> => parseShowProc(await masterCliCommand(masterSocket, 'show proc', { retryEmpty: true })).workers.map((w) => w.pid);
+      const before = await pids();
+      const names = async (): Promise<string[]> =>
+        (await masterCliCommand(masterSocket, '@1 show servers state web', { retryEmpty: true }))
+          .split('\n')
+          .filter((l) => /^\d+ web /.test(l))
+          .map((l) => l.split(' ')[3]!)
+          .sort();
+      // The renderer's log, for the message of a failure.
+      const logged: string[] = [];
+      const logger = createLogger({ level: 'debug', format: 'json', destination: new Writable({ write: (chunk: Buffer, _encoding, done) => done(void logged.push(chunk.toString().trim())) }) });
+      const renderer = await createRenderer(config, { logger });
+      const failed: string[] = [];
+      const reloads: string[] = [];
+      renderer.on('checkFailed', (e) => failed.push(e.error.message));
+      renderer.on('reloaded', (e) => reloads.push(e.path));
+      await renderer.start();
+      try {
+        const waiting = async (): Promise<boolean> => (await readFile(`${gate}.waiting`).then(() => true, () => false));
+
+        // A join: in the running HAProxy, and serving, while its check still waits; the file is not installed yet.
+        await writeFile(join(dirPath, 'members.json'), members(['a', 'c']));
+        await waitFor(async () => (await waiting()) && (await names()).includes('c'), 'web/c to run while the check waits', { timeout: 30_000 });
+        await waitFor(async () => (await httpGet(port)).headers['x-served-by'] === 'c', 'web/c to serve while the check waits', { timeout: 30_000, interval: 10 });
+        expect(await waiting()).toBe(true);
+        expect(await readFile(destination, 'utf8')).not.toMatch(/server c /);
+
+        // The check fails: the add is undone, the file stays as it was.
+        await writeFile(gate, 'fail');
+        await waitFor(() => failed.length > 0, 'the check to fail', { timeout: 30_000 });
+        expect(failed[0]).toMatch(/the gate says no/);
+        expect(await names()).toEqual(['a']);
+        expect(await readFile(destination, 'utf8')).not.toMatch(/server c /);
+        expect(reloads).toEqual([]);
+
+        // The next join passes its check: the file is installed and the server stays, still without a reload.
+        await writeFile(join(dirPath, 'members.json'), members(['a', 'd']));
+        await waitFor(async () => (await waiting()) && (await names()).includes('d'), 'web/d to run while the check waits', { timeout: 30_000 });
+        await writeFile(gate, 'ok');
+        await waitFor(() => reloads.length > 0, 'the change to be applied', { timeout: 30_000 });
+        expect(reloads).toEqual(['runtime']);
+        expect(await readFile(destination, 'utf8')).toMatch(/server d /);
+        expect(await names()).toEqual(['a', 'd']);
+        expect(await pids()).toEqual(before);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n--- rosterd log ---\n${logged.join('\n')}`, { cause: err });
+      } finally {
+        await renderer.stop();
+      }
+    } finally {
+      await early.stop();
+    }
+  }, 120_000);
 
   it('applies joins at runtime, counts them by path, and converges after a stop between an install and its apply', async () => {
     const port = await freePort();
