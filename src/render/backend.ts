@@ -36,7 +36,7 @@ export class InProcessBackend implements RenderBackend {
     } catch (err) {
       if (!(err instanceof ItemRenderError)) throw err;
       const { cause } = err;
-      const where = { template: cause.template, file: cause.file, line: cause.line, column: cause.column };
+      const where = { template: cause.template, file: cause.file, line: cause.line, column: cause.column, excerpt: cause.excerpt };
       throw new TemplateError(cause.code === 'E_TEMPLATE' ? 'E_TEMPLATE' : 'E_RENDER', `${cause.detail} (rendering the file of ${items[err.item]!.label})`, where, { cause: cause.cause });
     }
   }
