@@ -1,5 +1,7 @@
+import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Logger, LevelWithSilent } from 'pino';
+import { PRETTY_OPTIONS, textFormatter } from './log-text.js';
 
 export type { Logger } from 'pino';
 
@@ -36,16 +38,15 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     const stream = typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
     return pino(base, stream);
   }
-  // Required only for text: a JSON log (a service's, a node's `announce`) starts without it.
+  if (!isTty(destination)) {
+    // The same text without colours, mostly without pino-pretty (log-text.ts): a CI step's `render --once`.
+    const format = textFormatter();
+    const write = typeof destination === 'number' ? (text: string) => writeSync(destination, text) : (text: string) => destination.write(text);
+    return pino(base, { write: (line: string) => void write(format(line)) });
+  }
+  // Required only for text on a terminal: a JSON log (a service's, a node's `announce`) starts without it.
   const pretty = require('pino-pretty') as typeof import('pino-pretty');
-  const stream = pretty({
-    sync: true,
-    colorize: isTty(destination),
-    destination: typeof destination === 'number' ? destination : (destination as NodeJS.WritableStream),
-    translateTime: 'SYS:HH:MM:ss.l',
-    ignore: 'pid,hostname',
-    singleLine: true,
-  });
+  const stream = pretty({ ...PRETTY_OPTIONS, sync: true, colorize: true, destination: typeof destination === 'number' ? destination : (destination as NodeJS.WritableStream) });
   return pino(base, stream);
 }
 
