@@ -1,8 +1,7 @@
 import { Writable } from 'node:stream';
 import { prettyFactory } from 'pino-pretty';
 import { describe, expect, it } from 'vitest';
-import { PRETTY_OPTIONS, textFormatter } from '../src/log-text.js';
-import { createLogger, type Logger } from '../src/logger.js';
+import { createLogger, PRETTY_OPTIONS, textFormatter, type Logger } from '../src/logger.js';
 
 /** Every line a logger writes, as written. */
 function recorder(format: 'json' | 'text'): { logger: Logger; lines: string[] } {
