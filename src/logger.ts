@@ -1,4 +1,3 @@
-import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Logger, LevelWithSilent } from 'pino';
 
@@ -39,9 +38,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
   if (!isTty(destination)) {
     // The same text without colours, mostly without pino-pretty (see textFormatter): a CI step's `render --once`.
-    const format = textFormatter();
-    const write = typeof destination === 'number' ? (text: string) => writeSync(destination, text) : (text: string) => destination.write(text);
-    return pino(base, { write: (line: string) => void write(format(line)) });
+    const formatLine = textFormatter();
+    const out = typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
+    return pino(base, { write: (line: string) => void out.write(formatLine(line)) });
   }
   // Required only for text on a terminal: a JSON log (a service's, a node's `announce`) starts without it.
   const pretty = require('pino-pretty') as typeof import('pino-pretty');
