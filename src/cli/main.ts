@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import { Command, CommanderError, Option } from 'commander';
+import type { Command as CommandType } from 'commander';
 import { DEFAULT_ETCD_ENDPOINT } from '../etcd/endpoints.js';
 import { ConfigError, RosterdError, TemplateError } from '../errors.js';
 import { commandContext, type CliIo, type CommandAction } from './context.js';
@@ -7,6 +8,10 @@ import { releaseEarlySignals } from './early-signals.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { countOption, durationOption, PASSWORD_ENV } from './options.js';
 import { VERSION } from '../version.js';
+
+// Required, not imported: Node imports a CommonJS package into an ES module only after scanning its source
+// for export names, a few ms of every start, `--version` included.
+const { Command, CommanderError, Option } = createRequire(import.meta.url)('commander') as typeof import('commander');
 
 /**
  * Runs the CLI with `argv` (without the node and script paths) and returns the exit code. Known errors
@@ -21,7 +26,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
   /** The action of a command whose module is loaded when it runs. */
   const lazy =
     <Options>(load: () => Promise<{ action: CommandAction<Options> }>) =>
-    async (options: Options, command: Command): Promise<void> => {
+    async (options: Options, command: CommandType): Promise<void> => {
       const [{ action }, ctx] = await Promise.all([load(), commandContext(command, io)]);
       exitCode = await action(options, ctx);
     };

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
 import { connect as netConnect, type Socket } from 'node:net';
-import { Int64BE, Uint64BE } from 'int64-buffer';
-import msgpack from 'msgpack-lite';
 import { DEFAULT_RPC_ADDRESS, formatSerfAddr, parseRpcAddress } from './address.js';
 import { SerfError } from './errors.js';
 import { MsgpackScanner } from './scanner.js';
@@ -430,6 +429,7 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
         }, this.#requestTimeout);
       }
       this.#pending.set(seq, pending);
+      const { msgpack } = codec();
       const header = msgpack.encode(toWire({ Command: command, Seq: seq }));
       this.#socket.write(body === undefined ? header : Buffer.concat([header, msgpack.encode(toWire(body))]));
     });
@@ -438,6 +438,7 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
   #onData(chunk: Buffer): void {
     if (this.#failed) return;
     try {
+      const { msgpack } = codec();
       for (const bytes of this.#scanner.push(chunk)) {
         this.#onValue(msgpack.decode(bytes));
         if (this.#failed) return;
@@ -615,6 +616,19 @@ function group(pattern: string | undefined): string {
   return pattern ? `(?:${pattern})` : '';
 }
 
+let loaded: { msgpack: typeof import('msgpack-lite'); int64: typeof import('int64-buffer') } | undefined;
+
+/**
+ * msgpack-lite and int64-buffer, required by the first request: a process that only imports rosterd, or
+ * has no Serf source, loads neither (msgpack-lite alone took 10-30 ms to import, most of it Node scanning
+ * the CommonJS sources of an imported package for export names, which require() skips).
+ */
+function codec(): NonNullable<typeof loaded> {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  return (loaded = { msgpack: require('msgpack-lite') as typeof import('msgpack-lite'), int64: require('int64-buffer') as typeof import('int64-buffer') });
+}
+
 /**
  * msgpack-lite writes integers outside the int32/uint32 range as float64, which the agent rejects (and
  * then drops the connection). Such integers are sent as int64/uint64 instead.
@@ -622,7 +636,8 @@ function group(pattern: string | undefined): string {
 function toWire(value: unknown): unknown {
   if (typeof value === 'number') {
     if (!Number.isInteger(value) || (value >= -0x80000000 && value <= 0x7fffffff)) return value;
-    return value < 0 ? new Int64BE(value) : new Uint64BE(value);
+    const { int64 } = codec();
+    return value < 0 ? new int64.Int64BE(value) : new int64.Uint64BE(value);
   }
   if (Array.isArray(value)) return value.map(toWire);
   if (isMap(value)) {

@@ -28,8 +28,8 @@ async function outcome(run: () => Promise<unknown>): Promise<unknown> {
     return { output: await run() };
   } catch (err) {
     expect(err).toBeInstanceOf(TemplateError);
-    const { code, message, template, file, line, column } = err as TemplateError;
-    return { code, message, template, file, line, column };
+    const { code, message, template, file, line, column, excerpt } = err as TemplateError;
+    return { code, message, template, file, line, column, excerpt };
   }
 }
 
