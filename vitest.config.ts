@@ -7,7 +7,8 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // Tests that start real agents and servers use fixed loopback ports per file; files run in parallel.
+    // Tests that start real agents and servers listen on loopback ports the kernel picks (`freePort` in
+    // test/helpers/ports.ts), never fixed ones, so that files can run in parallel, with other runs on the machine.
     fileParallelism: true,
   },
 });

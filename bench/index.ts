@@ -5,6 +5,7 @@ import { formatSection, type BenchSection } from './types.js';
  * two things were measured in the same run, alternating, because the machine is shared and noisy.
  */
 const sections: { name: string; load: () => Promise<{ run: () => Promise<BenchSection | BenchSection[]> }> }[] = [
+  { name: 'startup', load: () => import('./startup.js') },
   { name: 'render', load: () => import('./render.js') },
   { name: 'fan-out', load: () => import('./fan-out.js') },
   { name: 'serf-decode', load: () => import('./serf-decode.js') },

@@ -20,7 +20,7 @@ export type RosterdErrorCode =
   | 'E_GUARD'
   /** The `check` command rejected the candidate file. */
   | 'E_CHECK_FAILED'
-  /** Writing the output file failed. */
+  /** Installing the output file failed (`InstallError`: its `destination` and the `step` that failed). */
   | 'E_INSTALL'
   /** The `reload` command failed (the previous file was restored unless `rollback: false`). */
   | 'E_RELOAD_FAILED'
@@ -29,7 +29,11 @@ export type RosterdErrorCode =
   /** A source delivered no first snapshot within the timeout. */
   | 'E_SOURCE_TIMEOUT'
   /** A Serf RPC request failed (agent error, closed connection, protocol error). */
-  | 'E_SERF';
+  | 'E_SERF'
+  /** An HAProxy master CLI exchange failed, or its reply was not what was asked for (`rosterd/haproxy`). */
+  | 'E_HAPROXY'
+  /** A bug: an error rosterd did not expect. `cause` holds it, with its stack; please report it. */
+  | 'E_INTERNAL';
 
 const BRAND = Symbol.for('rosterd.error');
 
@@ -57,6 +61,11 @@ export class RosterdError extends Error {
 export interface ConfigIssue {
   path: string;
   message: string;
+  /**
+   * For a template that does not compile: liquidjs's excerpt of the template around the error, the failing
+   * line marked with `>>` (`>> 3| {% for x in y %}`) and a caret under the column.
+   */
+  excerpt?: string;
 }
 
 /** The config is invalid. Every problem is listed in `issues`, not only the first. */
@@ -71,17 +80,22 @@ export class ConfigError extends RosterdError {
   }
 }
 
-/** A template does not compile or failed to render. Carries liquidjs's file, line and column. */
+/** A template does not compile or failed to render. Carries liquidjs's file, line and column, and its excerpt. */
 export class TemplateError extends RosterdError {
   readonly template: string;
   readonly file: string | undefined;
   readonly line: number | undefined;
   readonly column: number | undefined;
+  /**
+   * liquidjs's excerpt of the template around the error, when it gives one: a few numbered lines, the failing
+   * one marked with `>>`, and a caret under the column. Not part of `message`, which stays one line.
+   */
+  readonly excerpt: string | undefined;
 
   constructor(
     code: 'E_TEMPLATE' | 'E_RENDER',
     message: string,
-    where: { template: string; file?: string; line?: number; column?: number },
+    where: { template: string; file?: string; line?: number; column?: number; excerpt?: string },
     options?: { cause?: unknown },
   ) {
     super(code, message, { ...options, prefix: `[template ${where.template}]` });
@@ -89,6 +103,7 @@ export class TemplateError extends RosterdError {
     this.file = where.file;
     this.line = where.line;
     this.column = where.column;
+    this.excerpt = where.excerpt;
   }
 }
 
@@ -108,7 +123,7 @@ export class SourceError extends RosterdError {
   }
 }
 
-/** A step of a template's pipeline failed at run time: guard, check, install or reload. */
+/** A step of a template's pipeline failed at run time: guard, check or reload (an install fails with an {@link InstallError}). */
 export class TemplateRunError extends RosterdError {
   readonly template: string;
   /** Exit code of the failed command, when a command failed. */
@@ -129,6 +144,51 @@ export class TemplateRunError extends RosterdError {
     this.exitCode = options?.exitCode;
     this.timedOut = options?.timedOut ?? false;
     this.output = options?.output;
+  }
+}
+
+/** The step of an install that failed. */
+export type InstallStep =
+  /** Reading the file on disk, to compare with. */
+  | 'read'
+  /** Looking at what is at the destination (a directory or another non-regular file is refused). */
+  | 'inspect'
+  /** Following a symlink at the destination. */
+  | 'symlink'
+  /** Creating the destination's directory. */
+  | 'directory'
+  /** Creating, writing and flushing the temporary file next to the destination. */
+  | 'write'
+  /** Giving the temporary file its owner (`uid`, `gid`). */
+  | 'owner'
+  /** Giving the temporary file its mode (`perms`). */
+  | 'mode'
+  /** Keeping the previous file as `<file>.bak`. */
+  | 'backup'
+  /** Renaming the temporary file over the destination. */
+  | 'rename'
+  /** Removing a file: a candidate, a restored-away file, or a fan-out's file that `prune` removes. */
+  | 'remove'
+  /** Reading or writing a fan-out's record of its files. */
+  | 'record';
+
+/**
+ * Installing a file failed (`E_INSTALL`). The destination keeps its previous bytes, mode and owner. `cause`
+ * holds the system error (`EACCES`, `ENOSPC`, ...).
+ */
+export class InstallError extends RosterdError {
+  /** The file being installed (a fan-out: the file, or its directory when no one file is at fault). */
+  readonly destination: string;
+  /** The step that failed. */
+  readonly step: InstallStep;
+  /** The template whose file it is; undefined for an error raised below the runner. */
+  readonly template: string | undefined;
+
+  constructor(step: InstallStep, destination: string, message: string, options?: { cause?: unknown; template?: string }) {
+    super('E_INSTALL', message, { cause: options?.cause, ...(options?.template === undefined ? {} : { prefix: `[template ${options.template}]` }) });
+    this.destination = destination;
+    this.step = step;
+    this.template = options?.template;
   }
 }
 

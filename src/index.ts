@@ -18,16 +18,35 @@ export {
   TemplateError,
   SourceError,
   TemplateRunError,
+  InstallError,
+  type InstallStep,
   type RosterdErrorCode,
   type ConfigIssue,
 } from './errors.js';
 export { createRenderer, Renderer, type RendererOptions, type RenderOnceOptions } from './runner/renderer.js';
-export type { RendererEvents, TemplateResult, FanOutFile, RefusedItem } from './runner/events.js';
+export type {
+  RendererEvents,
+  RenderedEvent,
+  UnchangedEvent,
+  GuardedEvent,
+  CheckFailedEvent,
+  ReloadedEvent,
+  ReloadFailedEvent,
+  SourceErrorEvent,
+  RendererErrorEvent,
+  RenderReport,
+  ReloadReport,
+  TemplateResult,
+  TemplateStatus,
+  FanOutFile,
+  RefusedItem,
+} from './runner/events.js';
+export type { CompiledTemplate } from './render/engine.js';
 export type { SourceStatus } from './runner/roster.js';
 export { createFileSource, type FileSourceOptions } from './sources/file.js';
 export { default as createSerfSource, type SerfSourceOptions } from './sources/serf.js';
 export { createDnsSource, type DnsSourceOptions } from './sources/dns.js';
-export { sanitizeMembers } from './sources/snapshot.js';
+export { sanitizeMembers, type DroppedMember } from './sources/snapshot.js';
 export type { Member, MemberStatus } from './members/model.js';
 export type { SerfQueryHandler, Source, SourceContext, SourceFactory } from './sources/types.js';
 export { createLogger, type Logger, type LoggerOptions, type LogFormat } from './logger.js';

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import type { Logger, LevelWithSilent } from 'pino';
 
 export type { Logger } from 'pino';
 
@@ -23,6 +23,7 @@ const REDACT = SECRETS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`, `*.*.*.$
 
 /** Creates the process logger. Components take `logger.child({ source })` or `logger.child({ template })`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const pino = loadPino();
   const destination = options.destination ?? 2;
   const format = options.format ?? (isTty(destination) ? 'text' : 'json');
   const base = {
@@ -36,7 +37,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     return pino(base, stream);
   }
   // Required only for text: a JSON log (a service's, a node's `announce`) starts without it.
-  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+  const pretty = require('pino-pretty') as typeof import('pino-pretty');
   const stream = pretty({
     sync: true,
     colorize: isTty(destination),
@@ -50,7 +51,14 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 /** A logger that drops everything, for library use without a logger. */
 export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
+  return loadPino()({ level: 'silent' });
+}
+
+const require = createRequire(import.meta.url);
+
+/** pino, required when the first logger is made: importing rosterd loads no logger. */
+function loadPino(): typeof import('pino').pino {
+  return (require('pino') as typeof import('pino')).pino;
 }
 
 function isTty(destination: number | NodeJS.WritableStream): boolean {

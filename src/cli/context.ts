@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createLogger, type LogFormat, type Logger } from '../logger.js';
+import type { LogFormat, Logger } from '../logger.js';
 import type { LevelWithSilent } from 'pino';
 
 /** Where the CLI reads and writes. Tests pass their own streams to drive it in-process. */
@@ -27,9 +27,16 @@ export interface CommandContext {
   logger: Logger;
 }
 
-/** Builds the context for a subcommand from its parsed global options. */
-export function commandContext(command: Command, io: CliIo): CommandContext {
+/**
+ * A subcommand's action: its module is loaded when the command runs (`rosterd --version` loads none), and
+ * it resolves with the exit code.
+ */
+export type CommandAction<Options> = (options: Options, ctx: CommandContext) => Promise<number>;
+
+/** Builds the context for a subcommand from its parsed global options. The logger (pino) is loaded here. */
+export async function commandContext(command: Command, io: CliIo): Promise<CommandContext> {
   const options = command.optsWithGlobals<GlobalOptions>();
+  const { createLogger } = await import('../logger.js');
   const logger = createLogger({ level: options.logLevel, format: options.logFormat, destination: io.stderr });
   if (io.stderr === process.stderr) logProcessWarnings(logger);
   return { io, cwd: io.cwd ?? process.cwd(), options, logger };

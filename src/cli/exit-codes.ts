@@ -26,6 +26,11 @@ export function exitCodeFor(error: unknown): ExitCodeValue {
     case 'E_SOURCE_TIMEOUT':
     case 'E_SERF':
       return ExitCode.SOURCE;
+    // HAProxy is what a reload talks to: its failure is the template's, like a failed reload.
+    case 'E_HAPROXY':
+    // A bug in rosterd: the command failed, like an unexpected error that is not a RosterdError.
+    case 'E_INTERNAL':
+      return ExitCode.TEMPLATE_FAILED;
     default:
       return ExitCode.TEMPLATE_FAILED;
   }

@@ -22,6 +22,9 @@ export function acceptedBy(parse: (value: string) => unknown): (value: string) =
   };
 }
 
+/** A duration as a config writes it: `"200ms"`, `"2s"`, `"1m30s"`, or a number of milliseconds. */
+export type DurationInput = number | string;
+
 /** `'200ms'`, `'2s'`, `'1m30s'` or a number of milliseconds → milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
   const parsed = parseDuration(value);
@@ -38,3 +41,6 @@ export const regexSource = z.string().refine(
   acceptedBy((pattern) => new RegExp(pattern)),
   'not a valid regular expression',
 );
+
+/** `fleet.group`: which rosterds compare with each other (also checked in every answer a peer sends). */
+export const FLEET_GROUP = /^[A-Za-z0-9_.-]{1,64}$/;

@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { basename, dirname, resolve, sep } from 'node:path';
-import { cosmiconfig, type Loader } from 'cosmiconfig';
-import { createJiti } from 'jiti';
-import { ConfigError, RosterdError, type ConfigIssue } from '../errors.js';
+import { createRequire } from 'node:module';
+import type { Loader } from 'cosmiconfig';
+import { ConfigError, RosterdError, TemplateError, type ConfigIssue } from '../errors.js';
 import { compileTemplate, type CompiledTemplate } from '../render/engine.js';
 import { isSource, type Source } from '../sources/types.js';
 import type { ConfigExport } from './define.js';
@@ -157,7 +157,7 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
         destinationTemplate = compileTemplate({ name, text: t.destination, file: `<${path('destination')}>`, root: where.baseDir, strict: true });
       } catch (err) {
         if (!RosterdError.is(err)) throw err;
-        issues.push({ path: path('destination'), message: err.detail });
+        issues.push({ path: path('destination'), message: err.detail, ...excerptOf(err) });
         continue;
       }
     }
@@ -182,7 +182,7 @@ export async function resolveConfig(value: unknown, where: { file?: string; base
       compiled = compileTemplate({ name, text, file, root: source === undefined ? where.baseDir : dirname(source), strict: t.strict });
     } catch (err) {
       if (!RosterdError.is(err)) throw err;
-      issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.detail });
+      issues.push({ path: path(source === undefined ? 'contents' : 'source'), message: err.detail, ...excerptOf(err) });
       continue;
     }
     const { name: _name, source: _source, contents: _contents, sources: selected, reload, ...rest } = t;
@@ -301,19 +301,34 @@ async function readConfigFile(file: string | undefined, cwd: string): Promise<{ 
   // jiti loads TypeScript and JavaScript configs on Node 20 without a temp file next to them, with no
   // module cache (so that a SIGHUP reload sees the edited file), and resolves `import ... from 'rosterd'`
   // to this very copy of rosterd, wherever the config lives (a global install has no node_modules there).
-  const jiti = createJiti(import.meta.url, { moduleCache: false, fsCache: false, alias: selfAliases() });
+  // It is loaded for such a config only: a YAML or JSON one does without it.
   const loadCode: Loader = async (path) => {
     try {
+      const { createJiti } = await import('jiti');
+      const jiti = createJiti(import.meta.url, { moduleCache: false, fsCache: false, alias: selfAliases() });
       return await jiti.import(path, { default: true });
     } catch (err) {
       const reason = (err as Error).message.replace(/\s*\n\s*/g, ' ');
       throw new ConfigError([{ path: '', message: `cannot load the config: ${reason}` }], path, { cause: err });
     }
   };
+  // The YAML parser the file source uses too (cosmiconfig's own would be a second copy), loaded for YAML only.
+  const loadYaml: Loader = async (path, content) => {
+    const { default: yaml } = await import('js-yaml');
+    try {
+      return yaml.load(content);
+    } catch (err) {
+      // As cosmiconfig says it.
+      (err as Error).message = `YAML Error in ${path}:\n${(err as Error).message}`;
+      throw err;
+    }
+  };
+  // Required, not imported: an ES module imports a CommonJS package only after scanning its source for names.
+  const { cosmiconfig } = createRequire(import.meta.url)('cosmiconfig') as typeof import('cosmiconfig');
   const explorer = cosmiconfig('renderer', {
     searchStrategy: 'none',
     searchPlaces: [...CONFIG_SEARCH_PLACES],
-    loaders: { '.ts': loadCode, '.mts': loadCode, '.cts': loadCode, '.js': loadCode, '.mjs': loadCode, '.cjs': loadCode },
+    loaders: { '.ts': loadCode, '.mts': loadCode, '.cts': loadCode, '.js': loadCode, '.mjs': loadCode, '.cjs': loadCode, '.yaml': loadYaml, '.yml': loadYaml, noExt: loadYaml },
     cache: false,
   });
   let result;
@@ -332,4 +347,9 @@ async function readConfigFile(file: string | undefined, cwd: string): Promise<{ 
   let value: unknown = result.config;
   if (typeof value === 'function') value = await (value as () => unknown)();
   return { file: result.filepath, value };
+}
+
+/** A template error's source excerpt, as a config issue carries it. */
+function excerptOf(error: RosterdError): { excerpt?: string } {
+  return error instanceof TemplateError && error.excerpt !== undefined ? { excerpt: error.excerpt } : {};
 }

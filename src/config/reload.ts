@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { positiveDuration } from './fields.js';
+import { positiveDuration, type DurationInput } from './fields.js';
 
 /**
  * A template's `reload` setting: a command, or the built-in HAProxy reloader. Kept out of the config
@@ -19,17 +19,17 @@ export const haproxyReload = z
       .object({
         /** The master CLI socket HAProxy was started with (`-S`). */
         masterSocket: z.string().min(1),
-        /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. */
+        /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. @default "cli" */
         method: z.enum(['cli', 'signal']).default('cli'),
-        /** For `signal`: the master's pid file (`-p`); without it the pid comes from `show proc`. */
+        /** For `signal`: the master's pid file (`-p`). Default: the pid from `show proc`. */
         pidFile: z.string().min(1).optional(),
-        /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). */
+        /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). @default true */
         bindGuard: z.boolean().default(true),
-        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. */
+        /** Apply changes to server lines of existing backends through the runtime API instead of reloading. @default false */
         runtime: z.boolean().default(false),
-        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. */
+        /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. @default "10s" */
         drainTimeout: positiveDuration.default(10_000),
-        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). */
+        /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). Default: none. */
         stateFile: z.string().min(1).optional(),
       })
       .strict(),
@@ -42,4 +42,27 @@ export type ReloadConfig = z.output<typeof command> | z.output<typeof haproxyRel
 /** True when a template's `reload` is the built-in HAProxy reloader rather than a command. */
 export function isHaproxyReload(reload: unknown): reload is z.output<typeof haproxyReload> {
   return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
+}
+
+/** A command as a config writes it: an argv array (run without a shell) or a string (run with `sh -c`). */
+export type CommandInput = string | string[];
+
+/** The built-in HAProxy reloader as a config writes it: `reload: { haproxy: { masterSocket } }`. */
+export interface HaproxyReloadInput {
+  haproxy: {
+    /** The master CLI socket HAProxy was started with (`-S`). */
+    masterSocket: string;
+    /** `cli`: `reload` on the master CLI; `signal`: SIGUSR2 to the master. Both are confirmed through `show proc`. @default "cli" */
+    method?: 'cli' | 'signal';
+    /** For `signal`: the master's pid file (`-p`). Default: the pid from `show proc`. */
+    pidFile?: string;
+    /** Refuse a candidate that adds a `bind` on an address already in use (it would freeze the listeners). @default true */
+    bindGuard?: boolean;
+    /** Apply changes to server lines of existing backends through the runtime API instead of reloading. @default false */
+    runtime?: boolean;
+    /** Runtime mode: the longest wait for a removed server's sessions to end before falling back to a reload. @default "10s" */
+    drainTimeout?: DurationInput;
+    /** Before each reload, write `show servers state` here (HAProxy's `server-state-file`). Default: none. */
+    stateFile?: string;
+  };
 }

@@ -1,13 +1,8 @@
 import { z } from 'zod';
-import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../etcd/endpoints.js';
-import { FLEET_GROUP } from '../fleet/answer.js';
 import { parseListen } from '../net/address.js';
-import { isHostName } from '../net/hostname.js';
-import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../serf/address.js';
-import { parseDnsServer } from '../sources/dns.js';
-import { MEMBER_STATUSES } from '../members/model.js';
+import { SOURCE_DRIVERS, SOURCE_OPTION_SCHEMAS } from '../sources/registry.js';
 import { isSource, type Source } from '../sources/types.js';
-import { acceptedBy, duration, positiveDuration, regexSource } from './fields.js';
+import { acceptedBy, duration, FLEET_GROUP, positiveDuration } from './fields.js';
 import { command, haproxyReload, isHaproxyReload } from './reload.js';
 
 /**
@@ -47,12 +42,6 @@ const perms = z.union([z.number(), z.string()]).transform((value, ctx) => {
 /** Where the status endpoint listens: `host:port`, `[::1]:port`, or `:port` for every interface. */
 const listenAddress = z.string().refine(acceptedBy(parseListen), 'expected "host:port" (IPv6 as "[::1]:port", every interface as ":port")');
 
-/** A DNS server: `ip`, `ip:port` or `[ipv6]:port`, as the dns source parses it. */
-const dnsServer = z.string().superRefine((value, ctx) => {
-  const parsed = parseDnsServer(value);
-  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
-});
-
 /** Names of sources become `sources.<name>` in templates, log fields and metric labels. */
 const sourceName = z
   .string()
@@ -60,93 +49,26 @@ const sourceName = z
 
 // --- sources ---
 
-const fileSourceSchema = z
-  .object({
-    type: z.literal('file'),
-    /** The member file (JSON or YAML, by extension). Relative to the config file's directory. */
-    path: z.string().min(1),
-  })
-  .strict();
-
-const serfSourceSchema = z
-  .object({
-    type: z.literal('serf'),
-    rpcAddr: z
-      .string()
-      .refine(acceptedBy(parseRpcAddress), 'expected "host:port" with a port from 1 to 65535 (IPv6 as "[::1]:7373")')
-      .default(DEFAULT_RPC_ADDRESS),
-    authKey: z.string().optional(),
-    /** Tag name → regular expression the whole value must match. */
-    tags: z.record(z.string(), regexSource).optional(),
-    status: z.array(z.enum(MEMBER_STATUSES)).min(1).default(['alive']),
-    portTag: z.string().min(1).default('port'),
-    /** Hints from the agent's log (`monitor`): read the member list as soon as a change is logged. */
-    monitor: z.boolean().default(true),
-    /** The poll: at most this often (less on big clusters); `false` turns it off. */
-    refreshInterval: z.union([positiveDuration, z.literal(false)]).default(1000),
-    resyncDelay: duration.default(20),
-    connectTimeout: positiveDuration.default(5000),
-  })
-  .strict();
-
-const dnsSourceSchema = z
-  .object({
-    type: z.literal('dns'),
-    name: z.string().refine(isHostName, 'not a DNS name'),
-    record: z.enum(['SRV', 'A', 'AAAA']).default('SRV'),
-    // IP addresses only: a server named by a host name would need DNS to be found.
-    servers: z.array(dnsServer).min(1).optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    interval: positiveDuration.default(5000),
-    timeout: positiveDuration.default(2000),
-  })
-  .strict()
-  .refine((s) => !(s.record === 'SRV' && s.port !== undefined), {
-    message: 'SRV records carry their own port: "port" is for A and AAAA records',
-    path: ['port'],
-  });
-
-const etcdSourceSchema = z
-  .object({
-    type: z.literal('etcd'),
-    endpoints: z.array(z.string().refine(acceptedBy(parseEtcdEndpoint), 'expected "host:port", "http://host:port" or "https://host:port"')).min(1).default([DEFAULT_ETCD_ENDPOINT]),
-    prefix: z.string().min(1),
-    auth: z
-      .object({ username: z.string().min(1), password: z.string().optional(), passwordFile: z.string().min(1).optional() })
-      .strict()
-      .refine((a) => (a.password === undefined) !== (a.passwordFile === undefined), 'give exactly one of "password" and "passwordFile"')
-      .optional(),
-    tls: z
-      .object({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() })
-      .strict()
-      .refine((t) => (t.cert === undefined) === (t.key === undefined), 'give "cert" and "key" together')
-      .optional(),
-    requestTimeout: positiveDuration.default(5000),
-  })
-  .strict()
-  .superRefine((s, ctx) => {
-    try {
-      parseEtcdEndpoints(s.endpoints, s.tls !== undefined);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message, path: ['endpoints'] });
-    }
-  });
-
 /** A `Source` object plugged in by a library user instead of a source config. */
 const customSource = z.custom<Source>(
   isSource,
-  'expected a source config with a "type" (file, serf, dns, etcd) or an object with start() and stop()',
+  `expected a source config with a "type" (${SOURCE_DRIVERS.map((d) => d.type).join(', ')}) or an object with start() and stop()`,
 );
 
 const sourceConfig = z.union([
-  z.discriminatedUnion('type', [fileSourceSchema, serfSourceSchema, dnsSourceSchema, etcdSourceSchema]),
+  z.discriminatedUnion('type', SOURCE_OPTION_SCHEMAS),
   customSource,
 ]);
 
 // --- templates ---
 
 const wait = z
-  .object({ min: duration, max: duration.optional() })
+  .object({
+    /** Render once changes have been quiet this long (`"200ms"`, `"2s"`). */
+    min: duration,
+    /** Render at the latest this long after the first change. Default: 4 × `min`. */
+    max: duration.optional(),
+  })
   .strict()
   .transform((value, ctx) => {
     // As consul-template: max defaults to 4 × min.
@@ -162,33 +84,51 @@ const forEach = z.union([z.literal('member'), z.object({ groupBy: z.string().min
 
 const templateSchema = z
   .object({
-    /** Names the template in logs, events and metrics. Default: the destination's file name. */
+    /** Names the template in logs, events and metrics; unique. Default: the destination's file name. */
     name: z.string().min(1).optional(),
-    /** A Liquid template file. Exactly one of `source` and `contents`. */
+    /** A Liquid template file, relative to the config file. Exactly one of `source` and `contents`. */
     source: z.string().min(1).optional(),
-    /** An inline Liquid template. */
+    /** An inline Liquid template. Exactly one of `source` and `contents`. */
     contents: z.string().optional(),
-    /** The file to write; with `forEach`, a Liquid template rendered per item (`out/{{ member.name | slug }}.conf`). */
+    /**
+     * The file to write, relative to the config file; parents are created. With `forEach`, a Liquid template
+     * rendered per item (`out/{{ member.name | slug }}.conf`).
+     */
     destination: z.string().min(1),
-    /** Fan-out: one file per member, or per value of a tag (`{ groupBy: zone }`). */
+    /** Fan-out: one file per member (`"member"`), or per value of a tag (`{ groupBy: "zone" }`). Default: one file. */
     forEach: forEach.optional(),
-    /** Fan-out: remove the files of members or groups that are gone. Only files this template wrote. */
+    /** Fan-out: remove the files of members or groups that are gone, only files this template wrote. @default false */
     prune: z.boolean().default(false),
-    /** Which sources feed `members`. Default: all of them. */
+    /** Which sources feed `members` (merged) and `sources.<name>`. Default: all of them. */
     sources: z.array(z.string()).min(1).optional(),
-    /** Environment variables the template may read as `env.NAME`. Nothing else is exposed. */
+    /** Environment variables the template may read as `env.NAME`. Nothing else is exposed. @default [] */
     env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'not an environment variable name')).default([]),
+    /**
+     * Quiescence: render once changes have been quiet for `min`, at the latest `max` after the first change;
+     * `false` renders as soon as a snapshot changes. The first render never waits. @default false
+     */
     wait: z.union([wait, z.literal(false)]).default(false),
+    /** Mode of the written file (`"0644"`, quoted in YAML and JSON). Default: the existing file's, else 0644. */
     perms: perms.optional(),
+    /** Owner of the written file (needs root or CAP_CHOWN). Default: the existing file's owner. */
     uid: z.number().int().min(0).optional(),
+    /** Group of the written file. Default: the existing file's group. */
     gid: z.number().int().min(0).optional(),
+    /** Keep the previous file as `<destination>.bak`. @default false */
     backup: z.boolean().default(false),
+    /** Refuse to render with fewer members than this; the previous file stays. @default 0 */
     minMembers: z.number().int().min(0).default(0),
+    /** Refuse a render that drops more than this fraction (0–1) of the members last installed. Default: off. */
     maxShrink: z.number().min(0).max(1).optional(),
+    /** Runs on the candidate file before it is installed (argv without a shell, or a `sh -c` string); a failure means no install. */
     check: command.optional(),
+    /** Runs after the install: a command, or `{ haproxy: { masterSocket } }` for the confirmed HAProxy reload. A failure restores the previous file. */
     reload: z.union([command, haproxyReload]).optional(),
+    /** Limit for each `check` and `reload`; the command's process group is killed after it. @default "30s" */
     timeout: duration.default(30_000),
+    /** On a failed reload, put the previous file back. @default true */
     rollback: z.boolean().default(true),
+    /** An undefined variable or unknown filter is an error, not an empty string. @default true */
     strict: z.boolean().default(true),
   })
   .strict()
@@ -208,24 +148,32 @@ const templateSchema = z
 
 export const configSchema = z
   .object({
+    /** Where members come from: name → `{ type: "file" | "serf" | "dns" | "etcd", … }` or a `Source` object. */
     sources: z.record(sourceName, sourceConfig).refine((s) => Object.keys(s).length > 0, 'declare at least one source'),
+    /** What to render: at least one template. */
     templates: z.array(templateSchema).min(1, 'declare at least one template'),
-    /** The status endpoint (`/health`, `/ready`, `/metrics`). Off unless given; loopback by default. */
-    http: z.object({ listen: listenAddress.default('127.0.0.1:9465') }).strict().optional(),
-    /** How often to warn while a template waits for a source's first snapshot. */
+    /** The status endpoint (the status page, `/health`, `/ready`, `/metrics`, `/history`, `/fleet`). Default: off. */
+    http: z
+      .object({
+        /** `host:port`, `[::1]:port`, or `:port` for every interface. @default "127.0.0.1:9465" */
+        listen: listenAddress.default('127.0.0.1:9465'),
+      })
+      .strict()
+      .optional(),
+    /** How often to warn while a template waits for a source's first snapshot (at least 100ms). @default "10s" */
     warnInterval: duration.refine((ms) => ms >= 100, 'must be at least 100ms').default(10_000),
     /** The render history, served by the status endpoint and, when `file` is given, written there. */
     history: z
       .object({
-        /** Renders kept in memory per template. */
+        /** Renders kept in memory per template (1–10,000). @default 100 */
         entries: z.number().int().min(1).max(10_000).default(100),
-        /** The largest diff kept per render, in bytes; 0 keeps none. */
+        /** The largest diff kept per render, in bytes; 0 keeps none. @default 65536 */
         maxDiffBytes: z.number().int().min(0).default(65_536),
-        /** A JSON-lines file every render is appended to. Relative to the config file's directory. */
+        /** A JSON-lines file every render is appended to, relative to the config file. Default: none. */
         file: z.string().min(1).optional(),
-        /** Size in bytes at which the file is rotated to `<file>.1`. */
+        /** Size in bytes at which the file is rotated to `<file>.1` (at least 4096). @default 10485760 */
         maxFileBytes: z.number().int().min(4096).default(10_485_760),
-        /** Rotated files kept (`<file>.1` … `<file>.N`); 0 starts the file afresh. */
+        /** Rotated files kept (`<file>.1` … `<file>.N`, 0–100); 0 starts the file afresh. @default 1 */
         keepFiles: z.number().int().min(0).max(100).default(1),
       })
       .strict()
@@ -233,15 +181,15 @@ export const configSchema = z
     /** The fleet view: what this rosterd tells its peers over Serf, and how it compares them. */
     fleet: z
       .object({
-        /** The Serf sources answer the `rosterd-fleet` query with this rosterd's content hashes. */
+        /** The Serf sources answer the `rosterd-fleet` query with this rosterd's content hashes. @default true */
         answer: z.boolean().default(true),
-        /** Only rosterds of the same group answer each other: one group per set of load balancers that render alike. */
+        /** Only rosterds of the same group answer each other: one group per set of load balancers that render alike. @default "default" */
         group: z.string().regex(FLEET_GROUP, 'up to 64 letters, digits, "_", "." and "-"').default('default'),
-        /** With the status endpoint on: how often the daemon surveys its peers. */
+        /** With the status endpoint on: how often the daemon surveys its peers (at least 1s). @default "15s" */
         interval: duration.refine((ms) => ms >= 1000, 'must be at least 1s').default(15_000),
-        /** A rosterd that has differed from the majority for longer than this lags. */
+        /** A rosterd that has differed from the majority for longer than this lags. @default "30s" */
         lag: duration.default(30_000),
-        /** How long a survey waits for answers. */
+        /** How long a survey waits for answers (at most 60s). @default "2s" */
         timeout: positiveDuration.refine((ms) => ms <= 60_000, 'must be at most 60s').default(2000),
       })
       .strict()
@@ -271,16 +219,12 @@ export const configSchema = z
   { when: () => true },
   );
 
-/** The config as a user writes it. */
-export type RosterdConfig = z.input<typeof configSchema>;
+/** The config as a user writes it (documented key by key in `input.ts`, equal to `z.input` of the schema). */
+export type { RosterdConfig } from './input.js';
 /** The config after validation: durations in ms, modes as numbers, defaults filled. Paths as written. */
 type ParsedConfig = z.output<typeof configSchema>;
 export type ParsedTemplate = ParsedConfig['templates'][number];
-type FileSourceConfig = z.output<typeof fileSourceSchema>;
-type SerfSourceConfig = z.output<typeof serfSourceSchema>;
-type DnsSourceConfig = z.output<typeof dnsSourceSchema>;
-type EtcdSourceConfig = z.output<typeof etcdSourceSchema>;
-export type SourceConfig = FileSourceConfig | SerfSourceConfig | DnsSourceConfig | EtcdSourceConfig;
+export type { SourceConfig } from '../sources/registry.js';
 export type { ReloadConfig } from './reload.js';
 export type HistoryConfig = ParsedConfig['history'];
 export type FleetConfig = ParsedConfig['fleet'];

@@ -1,6 +1,6 @@
 import type { Etcd3, Lease } from 'etcd3';
 import type { Logger } from '../logger.js';
-import { jitteredBackoff } from '../sources/backoff.js';
+import { backoffDelay, FailureReport, type BackoffRules } from '../retry.js';
 import { createEtcdClient, describeEtcdError, type EtcdClientOptions, type EtcdFailure } from './client.js';
 import { encodeMember, type AnnouncedMember } from './member.js';
 
@@ -39,8 +39,8 @@ export interface AnnounceEvents {
   onError?(failure: EtcdFailure): void;
 }
 
-const BACKOFF_FIRST = 250;
-const BACKOFF_LAST = 10_000;
+/** Retry delays: doubling from 250 ms to 10 s, half of each random. */
+const RETRY_BACKOFF: BackoffRules = { first: 250, cap: 10_000, jitter: 0.5 };
 /** Refused credentials or permissions will not fix themselves soon; keep trying, slowly. */
 const AUTH_RETRY_DELAY = 60_000;
 
@@ -56,7 +56,7 @@ export function startAnnouncer(options: AnnounceOptions, logger: Logger, events:
   let registered: Lease | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let failures = 0;
-  let lastReported: string | undefined;
+  const reported = new FailureReport();
   let renewalFailing = false;
   const tasks = new Set<Promise<unknown>>();
 
@@ -93,9 +93,9 @@ export function startAnnouncer(options: AnnounceOptions, logger: Logger, events:
       const id = await next.grant();
       if (!running || lease !== next) return;
       registered = next;
-      if (failures > 0 || lastReported !== undefined) log.info('etcd answers again');
+      if (failures > 0 || reported.pending) log.info('etcd answers again');
       failures = 0;
-      lastReported = undefined;
+      reported.reset();
       renewalFailing = false;
       log.info({ lease: id, ttl: options.ttl }, `announced ${options.member.name} at ${key}`);
       events.onRegistered?.(id);
@@ -110,14 +110,13 @@ export function startAnnouncer(options: AnnounceOptions, logger: Logger, events:
     const failure = describeEtcdError(err, options);
     const message = `cannot announce ${key}: ${failure.reason}`;
     // Paused endpoints only repeat that the failure reported last goes on.
-    if (message !== lastReported && !(failure.endpointsPaused && lastReported !== undefined)) {
-      lastReported = message;
+    if (!(failure.endpointsPaused && reported.pending) && reported.isNews(message)) {
       log.error(message);
       events.onError?.(failure);
     }
     // A new client reads the password and TLS files again: they may have been fixed meanwhile.
     if (!failure.retryable) closeClient();
-    const delay = failure.retryable ? jitteredBackoff(failures++, BACKOFF_FIRST, BACKOFF_LAST) : AUTH_RETRY_DELAY;
+    const delay = failure.retryable ? backoffDelay(++failures, RETRY_BACKOFF) : AUTH_RETRY_DELAY;
     retryTimer = setTimeout(() => track(register()), delay);
   }
 

@@ -1,5 +1,8 @@
 import { z } from 'zod';
+import { FLEET_GROUP } from '../config/fields.js';
 import { CONTROL } from '../members/text.js';
+
+export { FLEET_GROUP } from '../config/fields.js';
 
 /**
  * What one rosterd tells its peers in answer to the `rosterd-fleet` Serf query, and how question and answer
@@ -23,8 +26,6 @@ export const HASH_DIGITS = 16;
 export const MAX_TEMPLATE_NAME = 128;
 /** The most templates one rosterd reports, over all pages. */
 export const MAX_TEMPLATES = 256;
-/** `fleet.group`: which rosterds compare with each other. */
-export const FLEET_GROUP = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** What one rosterd serves for one template. */
 export interface ServedTemplate {

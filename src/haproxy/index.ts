@@ -1,7 +1,11 @@
 /**
  * HAProxy support: a master CLI client, a `show proc` parser, a reload confirmed through `show proc`, and a
  * guard against `bind` addresses that another process already holds.
+ *
+ * Errors are `HaproxyError`s, code `E_HAPROXY` (a `MasterCliError` for a master CLI exchange), as
+ * `rosterd/serf`'s are `SerfError`s, `E_SERF`. A reload that fails is not an error: `reloadHaproxy` says so in its result.
  */
+export { HaproxyError } from './errors.js';
 export { masterCliCommand, MasterCliError, type MasterCliOptions } from './master-cli.js';
 export {
   parseShowProc,

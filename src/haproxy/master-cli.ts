@@ -1,6 +1,6 @@
 import { createConnection } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { RosterdError } from '../errors.js';
+import { HaproxyError } from './errors.js';
 
 /**
  * A client for HAProxy's master CLI (`-S <unix socket>`), one command per connection, as
@@ -34,8 +34,8 @@ export interface MasterCliOptions {
   onRetry?: (error: MasterCliError, attempt: number) => void;
 }
 
-/** A master CLI exchange failed for good (deadline passed, or an error that retrying cannot fix). */
-export class MasterCliError extends RosterdError {
+/** A master CLI exchange failed for good (deadline passed, or an error that retrying cannot fix). `code` is always `E_HAPROXY`. */
+export class MasterCliError extends HaproxyError {
   /** The socket path. */
   readonly socket: string;
   /** The command that was sent (or tried). */
@@ -53,7 +53,7 @@ export class MasterCliError extends RosterdError {
     message: string,
     details: { errno?: string | undefined; sent: boolean; attempts: number; cause?: unknown },
   ) {
-    super('E_RELOAD_FAILED', `master CLI ${socket}: "${command}": ${message}`, { cause: details.cause });
+    super(`master CLI ${socket}: "${command}": ${message}`, { cause: details.cause });
     this.socket = socket;
     this.command = command;
     this.errno = details.errno;
@@ -69,7 +69,7 @@ export class MasterCliError extends RosterdError {
  * The command is written with a trailing newline and the write side is then half-closed; the reply is
  * read until the master closes the connection.
  *
- * @throws MasterCliError (`E_RELOAD_FAILED`) once the deadline has passed or on a non-transient error.
+ * @throws MasterCliError (`E_HAPROXY`) once the deadline has passed or on a non-transient error.
  * @throws RangeError when `command` contains a line break (it would smuggle a second command in).
  */
 export async function masterCliCommand(

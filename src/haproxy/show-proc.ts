@@ -1,4 +1,4 @@
-import { RosterdError } from '../errors.js';
+import { HaproxyError } from './errors.js';
 
 /**
  * Parser for the master CLI's `show proc` reply in HAProxy 2.6 (see `cli_io_handler_show_proc` in
@@ -81,7 +81,7 @@ const UPTIME = /^(\d+)d(\d+)h(\d+)m(\d+)s$/;
  *
  * Unknown sections and lines are skipped so that a later version's additions do not break it.
  *
- * @throws RosterdError (`E_RELOAD_FAILED`) when the text has no master line: it is not a `show proc` reply
+ * @throws HaproxyError (`E_HAPROXY`) when the text has no master line: it is not a `show proc` reply
  *   (an error message, or the reply of a worker's stats socket).
  */
 export function parseShowProc(text: string): ProcState {
@@ -119,8 +119,7 @@ export function parseShowProc(text: string): ProcState {
   }
   if (master === undefined) {
     const excerpt = text.trim().slice(0, 200);
-    throw new RosterdError(
-      'E_RELOAD_FAILED',
+    throw new HaproxyError(
       `not a "show proc" reply (no master line): ${excerpt === '' ? '(empty)' : JSON.stringify(excerpt)}`,
     );
   }

@@ -26,14 +26,15 @@
  *   existing owner is best effort (an unprivileged process cannot give a file away).
  *
  * Not here: deciding whether to write at all (the caller compares with {@link readCurrent}), and serialising
- * installs of one destination (the caller runs one pipeline per destination). Errors are `RosterdError`s with
- * code `E_INSTALL` whose message names the step and the destination; the errno error is the `cause`.
+ * installs of one destination (the caller runs one pipeline per destination). Errors are `InstallError`s
+ * (`E_INSTALL`) with the destination and the step that failed, also named in the message; the errno error is
+ * the `cause`.
  */
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { chmod, copyFile, link, lstat, mkdir, open, readdir, readlink, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { RosterdError } from '../errors.js';
+import { InstallError, RosterdError, type InstallStep } from '../errors.js';
 
 /** What is on disk now (undefined when the file does not exist). */
 export interface CurrentFile {
@@ -93,7 +94,7 @@ export async function readCurrent(destination: string): Promise<CurrentFile | un
     handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
-    throw installError(`cannot read ${path}`, err);
+    throw installError('read', path, `cannot read ${path}`, err);
   }
   try {
     const stats = await handle.stat();
@@ -101,7 +102,7 @@ export async function readCurrent(destination: string): Promise<CurrentFile | un
     const bytes = await handle.readFile();
     return { bytes, mode: stats.mode & 0o7777, uid: stats.uid, gid: stats.gid };
   } catch (err) {
-    throw RosterdError.is(err) ? err : installError(`cannot read ${path}`, err);
+    throw RosterdError.is(err) ? err : installError('read', path, `cannot read ${path}`, err);
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -121,7 +122,7 @@ export async function prepareCandidate(
   const dest = resolve(destination);
   const mode = options.perms ?? current?.mode ?? 0o644;
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-    throw new RosterdError('E_INSTALL', `invalid file mode for ${dest}: ${String(options.perms)}`);
+    throw new InstallError('mode', dest, `invalid file mode for ${dest}: ${String(options.perms)}`);
   }
   const target = await resolveTarget(dest);
   const tempPath = await writeTemp(target, dest, content, mode, {
@@ -189,7 +190,7 @@ export async function restore(destination: string, previous: CurrentFile | undef
       await unlink(target);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return;
-      throw installError(`cannot remove ${dest}`, err);
+      throw installError('remove', dest, `cannot remove ${dest}`, err);
     }
     await syncDirectory(dirname(target));
     return;
@@ -220,14 +221,14 @@ class PreparedCandidate implements Candidate {
 
   async commit(): Promise<InstallResult> {
     if (this.#state !== 'ready') {
-      throw new RosterdError('E_INSTALL', `candidate for ${this.destination} is already ${this.#state}`);
+      throw new InstallError('rename', this.destination, `candidate for ${this.destination} is already ${this.#state}`);
     }
     this.#state = 'committing';
     let backupPath: string | undefined;
     try {
       if (this.#backup) backupPath = await makeBackup(this.#target, this.destination);
       await rename(this.path, this.#target).catch((err: unknown) => {
-        throw installError(`cannot install ${this.destination}`, err);
+        throw installError('rename', this.destination, `cannot install ${this.destination}`, err);
       });
     } catch (err) {
       this.#state = 'discarded';
@@ -246,7 +247,7 @@ class PreparedCandidate implements Candidate {
     this.#state = 'discarded';
     const leftOver = await removeQuietly(this.path);
     this.#leftOver = leftOver !== undefined;
-    if (leftOver !== undefined) throw installError(`cannot remove the candidate ${this.path}`, leftOver);
+    if (leftOver !== undefined) throw installError('remove', this.destination, `cannot remove the candidate ${this.path}`, leftOver);
   }
 }
 
@@ -263,20 +264,20 @@ async function makeBackup(target: string, destination: string): Promise<string |
     const code = errnoCode(err);
     if (code === 'ENOENT') return undefined;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK' && code !== 'EXDEV') {
-      throw installError(`cannot back up ${destination}`, err);
+      throw installError('backup', destination, `cannot back up ${destination}`, err);
     }
     // No hard links here (some FUSE and network filesystems): a copy is slower but just as safe.
     try {
       await copyFile(target, temp, constants.COPYFILE_EXCL);
     } catch (copyErr) {
       if (errnoCode(copyErr) === 'ENOENT') return undefined;
-      throw withLeftOver(installError(`cannot back up ${destination}`, copyErr), temp, await removeQuietly(temp));
+      throw withLeftOver(installError('backup', destination, `cannot back up ${destination}`, copyErr), temp, await removeQuietly(temp));
     }
   }
   try {
     await rename(temp, backupPath);
   } catch (err) {
-    throw withLeftOver(installError(`cannot back up ${destination} to ${backupPath}`, err), temp, await removeQuietly(temp));
+    throw withLeftOver(installError('backup', destination, `cannot back up ${destination} to ${backupPath}`, err), temp, await removeQuietly(temp));
   }
   return backupPath;
 }
@@ -298,7 +299,7 @@ async function writeTemp(
     if (!stats.isFile()) throw notRegularFile(destination, stats);
   } catch (err) {
     if (RosterdError.is(err)) throw err;
-    if (errnoCode(err) !== 'ENOENT' && errnoCode(err) !== 'ENOTDIR') throw installError(`cannot inspect ${destination}`, err);
+    if (errnoCode(err) !== 'ENOENT' && errnoCode(err) !== 'ENOTDIR') throw installError('inspect', destination, `cannot inspect ${destination}`, err);
   }
   try {
     const first = await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -310,20 +311,23 @@ async function writeTemp(
       }
     }
   } catch (err) {
-    throw installError(`cannot create the directory of ${destination}`, err);
+    throw installError('directory', destination, `cannot create the directory of ${destination}`, err);
   }
   const { handle, path } = await openTemp(target, destination);
+  let step: InstallStep = 'write';
   try {
     await handle.writeFile(content);
-    await setOwner(handle, owner);
+    await setOwner(handle, destination, owner);
     // After the chown, which clears set-user-ID and set-group-ID bits.
+    step = 'mode';
     await handle.chmod(mode);
+    step = 'write';
     await handle.sync();
     await handle.close();
   } catch (err) {
     await handle.close().catch(() => undefined);
     throw withLeftOver(
-      RosterdError.is(err) ? err : installError(`cannot write the candidate for ${destination}`, err),
+      RosterdError.is(err) ? err : installError(step, destination, `cannot write the candidate for ${destination}`, err),
       path,
       await removeQuietly(path),
     );
@@ -340,13 +344,14 @@ async function openTemp(target: string, destination: string): Promise<{ handle: 
       return { handle: await open(path, 'wx', 0o600), path };
     } catch (err) {
       if (errnoCode(err) === 'EEXIST' && attempt < 5) continue;
-      throw installError(`cannot create a temporary file next to ${destination}`, err);
+      throw installError('write', destination, `cannot create a temporary file next to ${destination}`, err);
     }
   }
 }
 
 async function setOwner(
   handle: FileHandle,
+  destination: string,
   owner: { uid: number | undefined; gid: number | undefined; strict: boolean },
 ): Promise<void> {
   if (owner.uid === undefined && owner.gid === undefined) return;
@@ -360,7 +365,7 @@ async function setOwner(
     const code = errnoCode(err);
     // Keeping someone else's ownership needs privileges we may not have; asking for an owner explicitly does not.
     if (!owner.strict && (code === 'EPERM' || code === 'EINVAL')) return;
-    throw installError(`cannot set the owner ${uid}:${gid}`, err);
+    throw installError('owner', destination, `cannot set the owner ${uid}:${gid}`, err);
   }
 }
 
@@ -388,10 +393,10 @@ async function resolveTarget(path: string): Promise<string> {
     try {
       current = resolve(dirname(current), await readlink(current));
     } catch (err) {
-      throw installError(`cannot follow the symlink ${current}`, err);
+      throw installError('symlink', path, `cannot follow the symlink ${current}`, err);
     }
   }
-  throw new RosterdError('E_INSTALL', `too many levels of symbolic links at ${path}`);
+  throw new InstallError('symlink', path, `too many levels of symbolic links at ${path}`);
 }
 
 /** Flushes a directory's entries (a rename or an unlink in it) to disk; best effort. */
@@ -423,13 +428,13 @@ function withLeftOver(err: unknown, path: string, leftOver: unknown): unknown {
   return err;
 }
 
-function notRegularFile(path: string, stats: Stats): RosterdError {
+function notRegularFile(path: string, stats: Stats): InstallError {
   const kind = stats.isDirectory() ? 'a directory' : 'not a regular file';
-  return new RosterdError('E_INSTALL', `${path} is ${kind}`);
+  return new InstallError('inspect', path, `${path} is ${kind}`);
 }
 
-function installError(what: string, cause: unknown): RosterdError {
-  return new RosterdError('E_INSTALL', `${what}: ${describe(cause)}`, { cause });
+function installError(step: InstallStep, destination: string, what: string, cause: unknown): InstallError {
+  return new InstallError(step, destination, `${what}: ${describe(cause)}`, { cause });
 }
 
 function describe(err: unknown): string {

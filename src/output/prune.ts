@@ -11,7 +11,7 @@
  */
 import { lstat, rename, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { RosterdError } from '../errors.js';
+import { InstallError } from '../errors.js';
 import { prepareCandidate, readCurrent, syncDirectory, type CurrentFile } from './install.js';
 
 /** The manifest's file name, in the fan-out's directory. Names holding `.rosterd-` are never outputs. */
@@ -27,7 +27,7 @@ export function manifestPath(directory: string): string {
 
 /**
  * The files the manifest of `directory` lists (absolute paths); empty when there is none yet. An unreadable or
- * malformed manifest, or one that is not a regular file, is an `E_INSTALL` error: without it, nothing in the
+ * malformed manifest, or one that is not a regular file, is an `InstallError` (`E_INSTALL`, step `record`): without it, nothing in the
  * directory can be told to be rosterd's.
  */
 export async function readManifest(directory: string): Promise<Set<string>> {
@@ -39,9 +39,9 @@ export async function readManifest(directory: string): Promise<Set<string>> {
   try {
     files = (JSON.parse(current.bytes.toString()) as { files?: unknown }).files;
   } catch (err) {
-    throw new RosterdError('E_INSTALL', `${path} is not valid JSON (${(err as Error).message}); fix it or remove it (the files it listed are then no longer removed by prune)`, { cause: err });
+    throw new InstallError('record', path, `${path} is not valid JSON (${(err as Error).message}); fix it or remove it (the files it listed are then no longer removed by prune)`, { cause: err });
   }
-  if (!Array.isArray(files)) throw new RosterdError('E_INSTALL', `${path} has no "files" list; fix it or remove it`);
+  if (!Array.isArray(files)) throw new InstallError('record', path, `${path} has no "files" list; fix it or remove it`);
   const owned = new Set<string>();
   for (const entry of files) {
     if (typeof entry !== 'string' || entry === '') continue;
@@ -72,16 +72,16 @@ export async function removeOutput(path: string, options: { backup: boolean }): 
     stats = await lstat(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new RosterdError('E_INSTALL', `cannot inspect ${path}: ${(err as Error).message}`, { cause: err });
+    throw new InstallError('inspect', path, `cannot inspect ${path}: ${(err as Error).message}`, { cause: err });
   }
-  if (!stats.isFile()) throw new RosterdError('E_INSTALL', `${path} is not a regular file (rosterd only writes regular files): left in place`);
+  if (!stats.isFile()) throw new InstallError('inspect', path, `${path} is not a regular file (rosterd only writes regular files): left in place`);
   const previous = await readCurrent(path);
   try {
     if (options.backup) await rename(path, `${path}.bak`);
     else await unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new RosterdError('E_INSTALL', `cannot remove ${path}: ${(err as Error).message}`, { cause: err });
+    throw new InstallError('remove', path, `cannot remove ${path}: ${(err as Error).message}`, { cause: err });
   }
   await syncDirectory(dirname(path));
   return previous;
@@ -92,5 +92,5 @@ export async function removeOutput(path: string, options: { backup: boolean }): 
 /** A planted symlink in place of the manifest would make rosterd write elsewhere. */
 async function refuseSymlink(path: string): Promise<void> {
   const stats = await lstat(path).catch(() => undefined);
-  if (stats?.isSymbolicLink()) throw new RosterdError('E_INSTALL', `${path} is a symlink; the record of a fan-out's files must be a regular file`);
+  if (stats?.isSymbolicLink()) throw new InstallError('record', path, `${path} is a symlink; the record of a fan-out's files must be a regular file`);
 }

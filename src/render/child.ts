@@ -1,6 +1,6 @@
 import { RosterdError, TemplateError } from '../errors.js';
-import { compileTemplate, renderTemplate, type CompiledTemplate } from './engine.js';
-import { SlugScope } from './filters.js';
+import { ItemRenderError, renderEachItem } from './backend.js';
+import { compileTemplate, loadLiquid, renderTemplate, type CompiledTemplate } from './engine.js';
 import type { RenderReply, RenderRequest } from './sandbox.js';
 
 /**
@@ -24,6 +24,9 @@ function compiled(spec: RenderRequest['template']): CompiledTemplate {
   return template;
 }
 
+// Loaded before the first request: a render's time limit counts from its start and must not include this.
+loadLiquid();
+
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
 process.on('disconnect', () => process.exit(0));
 
@@ -31,27 +34,18 @@ process.on('message', (message) => {
   const request = message as RenderRequest;
   const reply = (answer: RenderReply): void => void process.send?.(answer);
   reply({ id: request.id, started: true });
-  let item: number | undefined;
   (async () => {
     try {
-      if (!request.each) {
-        reply({ id: request.id, output: await renderTemplate(compiled(request.template), request.context) });
-        return;
-      }
-      // A fan-out: one slug scope for every file, so that no two values share an identifier across them.
-      const slugs = new SlugScope();
-      const outputs: string[][] = [];
-      for (const spec of request.each.templates) {
-        const template = compiled(spec);
-        const rendered: string[] = [];
-        for (item = 0; item < request.each.items.length; item++) rendered.push(await renderTemplate(template, { ...request.context, ...request.each.items[item] }, slugs));
-        outputs.push(rendered);
-      }
-      reply({ id: request.id, output: outputs });
-    } catch (err) {
+      const output = request.each
+        ? await renderEachItem(request.each.templates.map(compiled), request.context, request.each.items)
+        : await renderTemplate(compiled(request.template), request.context);
+      reply({ id: request.id, output });
+    } catch (caught) {
+      const item = caught instanceof ItemRenderError ? caught.item : undefined;
+      const err: unknown = caught instanceof ItemRenderError ? caught.cause : caught;
       const known = err instanceof TemplateError ? err : undefined;
       const detail = RosterdError.is(err) ? err.detail : `${request.template.file}: failed to render: ${err instanceof Error ? err.message : String(err)}`;
-      reply({ id: request.id, error: { code: known?.code ?? 'E_RENDER', detail, file: known?.file, line: known?.line, column: known?.column, item } });
+      reply({ id: request.id, error: { code: known?.code ?? 'E_RENDER', detail, file: known?.file, line: known?.line, column: known?.column, excerpt: known?.excerpt, item } });
     }
   })();
 });

@@ -1,7 +1,20 @@
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { ForTag, IncludeTag, LayoutTag, Liquid, RenderTag, TablerowTag, type Context, type Emitter, type FilterImplOptions, type Template } from 'liquidjs';
+import type * as LiquidModule from 'liquidjs';
+import type { Context, Emitter, FilterImplOptions, ForTag, IncludeTag, LayoutTag, Liquid, RenderTag, TablerowTag, Template } from 'liquidjs';
 import { TemplateError } from '../errors.js';
 import { groupByTag, quote, slug, SlugScope, sortBy, status, tagged } from './filters.js';
+
+let liquidjs: typeof LiquidModule | undefined;
+
+/**
+ * liquidjs, required when the first template is compiled (the render process: at its start); importing rosterd
+ * does not load it. Required, not imported: it is a CommonJS package, and Node 20 imports one into an ES
+ * module only after scanning its whole source (180 kB) for export names, which took 40-60 ms every start.
+ */
+export function loadLiquid(): typeof LiquidModule {
+  return (liquidjs ??= createRequire(import.meta.url)('liquidjs') as typeof LiquidModule);
+}
 
 /**
  * What one render may use. A template is code: a loop over `(1..100000000)` or a partial that includes itself
@@ -51,7 +64,8 @@ let compiles = 0;
  * (`{% render "x.liquid" %}`) resolve next to the template and are cached until the next config load.
  */
 function createEngine(options: { root: string; strict: boolean; limits: RenderLimits }): Liquid {
-  const engine = new Liquid({
+  const { ForTag, IncludeTag, LayoutTag, Liquid: LiquidEngine, RenderTag, TablerowTag } = loadLiquid();
+  const engine = new LiquidEngine({
     root: [options.root],
     partials: [options.root],
     strictVariables: options.strict,
@@ -64,6 +78,9 @@ function createEngine(options: { root: string; strict: boolean; limits: RenderLi
     parseLimit: MAX_TEMPLATE_CHARS,
     renderLimit: options.limits.timeMs,
     memoryLimit: options.limits.allocations,
+    // The `date` filter names months and days in one language on every machine (byte-identical output), and
+    // liquidjs does not ask ICU for the machine's locale, which took 15-30 ms of every start.
+    locale: 'en-US',
   });
   engine.registerTag('for', loopTagWithoutBareFilters(ForTag, 'for'));
   engine.registerTag('tablerow', loopTagWithoutBareFilters(TablerowTag, 'tablerow'));
@@ -181,8 +198,11 @@ function loopTagWithoutBareFilters<T extends typeof ForTag | typeof TablerowTag>
 }
 
 function toTemplateError(code: 'E_TEMPLATE' | 'E_RENDER', name: string, file: string, err: unknown): TemplateError {
-  const where: { template: string; file: string; line?: number; column?: number } = { template: name, file };
+  const where: { template: string; file: string; line?: number; column?: number; excerpt?: string } = { template: name, file };
   let reason = err instanceof Error ? err.message : String(err);
+  // liquidjs's lines around the error, the failing one marked `>>`: kept apart from the one-line message.
+  const excerpt = (err as { context?: unknown }).context;
+  if (typeof excerpt === 'string' && excerpt.trim() !== '') where.excerpt = excerpt.replace(/\s+$/, '');
   const token = (err as { token?: { getPosition?: () => number[]; file?: string; props?: { file?: string }[] } }).token;
   if (token?.getPosition) {
     const [line, column] = token.getPosition();

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TemplateError, type RosterdErrorCode } from '../errors.js';
+import type { RenderBackend } from './backend.js';
 import { RENDER_LIMITS, type CompiledTemplate, type RenderLimits } from './engine.js';
 
 /**
@@ -46,7 +47,7 @@ export type RenderReply =
       started?: undefined;
       output?: undefined;
       /** `item`: the index of the fan-out item whose render failed. */
-      error: { code: RosterdErrorCode; detail: string; file: string | undefined; line: number | undefined; column: number | undefined; item?: number };
+      error: { code: RosterdErrorCode; detail: string; file: string | undefined; line: number | undefined; column: number | undefined; excerpt?: string | undefined; item?: number };
     };
 
 interface Pending {
@@ -59,7 +60,7 @@ interface Pending {
 }
 
 /** A render process and its queue. Idle, it does not keep the daemon alive; `close()` ends it. */
-export class RenderSandbox {
+export class RenderSandbox implements RenderBackend {
   readonly #limits: RenderLimits;
   #child: ChildProcess | undefined;
   /** The end of what the render process wrote on stderr, and whether V8 said there that the heap ran out. */
@@ -242,11 +243,12 @@ function renderError(template: CompiledTemplate, reason: string): TemplateError 
 
 /** The render process's error as the `TemplateError` a render in this process would have thrown. */
 function rebuild(template: CompiledTemplate, error: Extract<RenderReply, { error: object }>['error'], labels: readonly string[] | undefined): TemplateError {
-  const where: { template: string; file?: string; line?: number; column?: number } = { template: template.name };
+  const where: { template: string; file?: string; line?: number; column?: number; excerpt?: string } = { template: template.name };
   const item = error.item === undefined ? undefined : labels?.[error.item];
   if (error.file !== undefined) where.file = error.file;
   if (error.line !== undefined) where.line = error.line;
   if (error.column !== undefined) where.column = error.column;
+  if (error.excerpt !== undefined) where.excerpt = error.excerpt;
   const code = error.code === 'E_TEMPLATE' ? 'E_TEMPLATE' : 'E_RENDER';
   return new TemplateError(code, item === undefined ? error.detail : `${error.detail} (rendering the file of ${item})`, where);
 }

@@ -110,38 +110,131 @@ export interface RenderReport {
   reload?: ReloadReport;
 }
 
+/** A template's state in a running renderer: one element of `Renderer.templateStatus()`. */
+export interface TemplateStatus {
+  template: string;
+  /** Absolute path; a fan-out template's directory. */
+  destination: string;
+  /** Written or found unchanged since start, and the last render succeeded (what `/ready` reports). */
+  ready: boolean;
+  /** The last render's error; undefined after a success (written or unchanged). */
+  lastError: RosterdError | undefined;
+  /** The sources the template renders from. */
+  sources: readonly string[];
+  /** A change waits for its render (`wait`, or the render under way). */
+  pending: boolean;
+  /** A render is under way. */
+  rendering: boolean;
+}
+
+/**
+ * `rendered`: new content was installed (before its reload, if any). A fan-out template emits one per render:
+ * `destination` is its directory, `files` the files written and `removed` those pruned.
+ */
+export interface RenderedEvent {
+  template: string;
+  destination: string;
+  members: number;
+  /** Where the previous file was kept, with `backup`. */
+  backupPath?: string;
+  durationMs: number;
+  /** Fan-out: the files written. */
+  files?: string[];
+  /** Fan-out with `prune`: the files removed. */
+  removed?: string[];
+}
+
+/** `unchanged`: a render produced exactly what the file already holds; nothing written, nothing run. */
+export interface UnchangedEvent {
+  template: string;
+  destination: string;
+  members: number;
+  durationMs: number;
+}
+
+/** `guarded`: a guard (`minMembers`, `maxShrink`) refused the render; the previous file stays. */
+export interface GuardedEvent {
+  template: string;
+  /** Why, as in the error's message (`only 1 member(s), fewer than minMembers 2; …`). */
+  reason: string;
+  /** `E_GUARD`. */
+  error: TemplateRunError;
+}
+
+/** `checkFailed`: the check command rejected the candidate; it was not installed. */
+export interface CheckFailedEvent {
+  template: string;
+  /** `E_CHECK_FAILED`, with the command's `exitCode`, `timedOut` and `output`. */
+  error: TemplateRunError;
+}
+
+/**
+ * `reloaded`: a reload ran and succeeded, once for all the templates listed. `group` names every template of
+ * the config that shares this reload, sorted: it does not change from batch to batch.
+ */
+export interface ReloadedEvent {
+  /** The templates of this batch the reload covered. */
+  templates: string[];
+  /** Every template of the config that shares this reload, sorted. */
+  group: string[];
+  /** The reload as shown in logs (the command line, `haproxy master CLI reload via …`). */
+  command: string;
+  durationMs: number;
+  /** How the new content reached the program: `reload`, or `runtime` (HAProxy's runtime API, no reload). */
+  path: 'reload' | 'runtime';
+  /** Why a runtime-mode reloader reloaded instead. */
+  fallback?: string;
+}
+
+/**
+ * `reloadFailed`: a reload failed; each template's previous file was restored unless `rollback: false` or the
+ * reload may still take effect. A file left in place is reloaded again by its next render, even when unchanged.
+ */
+export interface ReloadFailedEvent {
+  /** The templates of this batch the reload covered. */
+  templates: string[];
+  /** Every template of the config that shares this reload, sorted. */
+  group: string[];
+  command: string;
+  /** `E_RELOAD_FAILED`, with the command's `exitCode`, `timedOut` and `output`. */
+  error: TemplateRunError;
+  /** Whether every template's previous file was put back. */
+  rolledBack: boolean;
+}
+
+/** `sourceError`: a source could not look at its backend; its last good snapshot is kept. */
+export interface SourceErrorEvent {
+  source: string;
+  error: SourceError | RosterdError;
+}
+
+/** `error`: any other failure of a template (render error, install error, a bug). */
+export interface RendererErrorEvent {
+  template?: string;
+  error: RosterdError | Error;
+}
+
 /** The events a renderer emits, with their payloads. */
 export interface RendererEvents {
-  /**
-   * New content was installed (before its reload, if any). A fan-out template emits one event per render:
-   * `destination` is its directory, `files` the files written and `removed` those pruned.
-   */
-  rendered: [event: { template: string; destination: string; members: number; backupPath?: string; durationMs: number; files?: string[]; removed?: string[] }];
+  /** New content was installed (before its reload, if any): see {@link RenderedEvent}. */
+  rendered: [event: RenderedEvent];
   /** A render produced exactly what the file already holds: nothing written, nothing run. */
-  unchanged: [event: { template: string; destination: string; members: number; durationMs: number }];
+  unchanged: [event: UnchangedEvent];
   /** A guard (`minMembers`, `maxShrink`) refused the render; the previous file stays. */
-  guarded: [event: { template: string; reason: string; error: TemplateRunError }];
+  guarded: [event: GuardedEvent];
   /** The check command rejected the candidate; it was not installed. */
-  checkFailed: [event: { template: string; error: TemplateRunError }];
-  /**
-   * A reload ran and succeeded, once for all the templates listed. `group` names every template of the config
-   * that shares this reload, sorted: it does not change from batch to batch. `path` says how the new content
-   * reached the program: `reload`, or `runtime` (HAProxy's runtime API, no reload); `fallback` says why a
-   * runtime-mode reloader reloaded instead.
-   */
-  reloaded: [event: { templates: string[]; group: string[]; command: string; durationMs: number; path: 'reload' | 'runtime'; fallback?: string }];
-  /**
-   * A reload failed; each template's previous file was restored unless `rollback: false` or the reload may still
-   * take effect. A file left in place is reloaded again by its next render, even when it is unchanged.
-   */
-  reloadFailed: [event: { templates: string[]; group: string[]; command: string; error: TemplateRunError; rolledBack: boolean }];
+  checkFailed: [event: CheckFailedEvent];
+  /** A reload ran and succeeded, once for all the templates listed: see {@link ReloadedEvent}. */
+  reloaded: [event: ReloadedEvent];
+  /** A reload failed: see {@link ReloadFailedEvent}. */
+  reloadFailed: [event: ReloadFailedEvent];
   /** One template's render is over, its reload included: see {@link RenderReport}. */
   settled: [report: RenderReport];
   /** A source could not look at its backend; its last good snapshot is kept. */
-  sourceError: [event: { source: string; error: SourceError | RosterdError }];
+  sourceError: [event: SourceErrorEvent];
   /**
    * Any other failure of a template (render error, install error). Emitted only when someone listens, so an
    * unhandled `error` event never crashes the process.
    */
-  error: [event: { template?: string; error: RosterdError | Error }];
+  error: [event: RendererErrorEvent];
 }

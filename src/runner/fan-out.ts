@@ -4,7 +4,7 @@ import { join, relative, resolve, sep } from 'node:path';
 import type { FileChange, Reloader } from '../commands/reloader.js';
 import type { FanOutConfig, ResolvedTemplate } from '../config/load.js';
 import type { ForEach } from '../config/schema.js';
-import { RosterdError, TemplateError, TemplateRunError } from '../errors.js';
+import { RosterdError, TemplateError, TemplateRunError, type InstallStep } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, removeStaleTemporaries, restore, type Candidate, type CurrentFile } from '../output/install.js';
@@ -13,11 +13,11 @@ import type { Member } from '../members/model.js';
 import { CONTROL, printable } from '../members/text.js';
 import { buildContext } from '../render/context.js';
 import { groupByTag } from '../render/filters.js';
-import type { RenderSandbox } from '../render/sandbox.js';
+import type { RenderBackend } from '../render/backend.js';
 import { runCheck } from './check.js';
 import type { FanOutFile, FanOutReport, RefusedItem, TemplateResult } from './events.js';
 import { guardRefusal } from './guards.js';
-import { digest, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import { digest, installFailure, installOptions, type StepOutcome, type TemplateMemory } from './pipeline.js';
 
 /**
  * Fan-out templates (`forEach`): one file per member, or one per value of a tag, each at a destination
@@ -75,7 +75,7 @@ export function fanOutItems(forEach: ForEach, context: { members: Member[]; sour
 export async function renderFanOut(
   template: Pick<ResolvedTemplate, 'name' | 'sources' | 'env' | 'compiled' | 'backup'> & { fanOut: FanOutConfig },
   snapshots: ReadonlyMap<string, readonly Member[]>,
-  sandbox: RenderSandbox,
+  sandbox: RenderBackend,
 ): Promise<FanOutRender> {
   const context = buildContext(snapshots, template.sources, template.env);
   const items = fanOutItems(template.fanOut.forEach, context);
@@ -104,14 +104,13 @@ export async function renderAndInstallFanOut(
   template: ResolvedTemplate,
   snapshots: ReadonlyMap<string, readonly Member[]>,
   memory: TemplateMemory,
-  options: { dry: boolean; reloader: Reloader | undefined; sandbox: RenderSandbox; reloadGroup?: readonly string[]; logger: Logger },
+  options: { dry: boolean; reloader: Reloader | undefined; sandbox: RenderBackend; reloadGroup?: readonly string[]; logger: Logger },
 ): Promise<StepOutcome> {
   const fanOut = template.fanOut!;
   const directory = fanOut.directory;
   let count = 0;
   const fail = (stage: Extract<StepOutcome, { status: 'failed' }>['stage'], error: RosterdError): StepOutcome => ({ status: 'failed', members: count, stage, error });
-  const installError = (what: string, err: unknown): RosterdError =>
-    new TemplateRunError('E_INSTALL', template.name, `${what}: ${RosterdError.is(err) ? err.detail : (err as Error).message}`, { cause: err });
+  const installError = (step: InstallStep, what: string, err: unknown): RosterdError => installFailure({ name: template.name, destination: directory }, step, what, err);
 
   let rendered: FanOutRender;
   try {
@@ -126,7 +125,7 @@ export async function renderAndInstallFanOut(
   try {
     owned = await readManifest(directory);
   } catch (err) {
-    return fail('install', installError(`cannot read the record of ${directory}`, err));
+    return fail('install', installError('record', `cannot read the record of ${directory}`, err));
   }
 
   // What is on disk at each accepted destination; a file this template did not write is not replaced.
@@ -174,7 +173,7 @@ export async function renderAndInstallFanOut(
     try {
       if (recordChanged) await writeManifest(directory, template.name, known);
     } catch (err) {
-      return fail('install', installError(`cannot write the record of ${directory}`, err));
+      return fail('install', installError('record', `cannot write the record of ${directory}`, err));
     }
     remember(memory, memberIds, known);
     return { status: 'unchanged', members: count };
@@ -211,7 +210,7 @@ export async function renderAndInstallFanOut(
     });
   } catch (err) {
     await discardAll();
-    return fail('install', installError(`cannot write a file in ${directory}`, err));
+    return fail('install', installError('write', `cannot write a file in ${directory}`, err));
   }
   const checks = await mapLimited(changed, CHECK_CONCURRENCY, (file, i) => runCheck(template, { candidate: candidates[i]!.path, destination: file.destination }, options.logger));
   const checkFailure = checks.find((c) => c !== undefined);
@@ -225,7 +224,7 @@ export async function renderAndInstallFanOut(
     if (recordChanged) await writeManifest(directory, template.name, known);
   } catch (err) {
     await discardAll();
-    return fail('install', installError(`cannot write the record of ${directory}`, err));
+    return fail('install', installError('record', `cannot write the record of ${directory}`, err));
   }
   const installed: { file: Planned; backupPath: string | undefined }[] = [];
   try {
@@ -237,7 +236,7 @@ export async function renderAndInstallFanOut(
     await discardAll();
     // Installed whole or not at all: put back the files this render already replaced.
     await Promise.allSettled(installed.map(({ file }) => restore(file.destination, file.current)));
-    return fail('install', installError(`cannot install a file in ${directory}`, err));
+    return fail('install', installError('rename', `cannot install a file in ${directory}`, err));
   }
 
   const listedBefore = new Set(known);

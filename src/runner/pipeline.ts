@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { EarlyApply, FileChange, Reloader } from '../commands/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
-import { RosterdError, TemplateError, TemplateRunError } from '../errors.js';
+import { InstallError, RosterdError, TemplateError, TemplateRunError, type InstallStep } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Member } from '../members/model.js';
 import { unifiedDiff } from '../output/diff.js';
 import { prepareCandidate, readCurrent, restore, type CurrentFile } from '../output/install.js';
 import { buildContext } from '../render/context.js';
-import type { RenderSandbox } from '../render/sandbox.js';
+import type { RenderBackend } from '../render/backend.js';
 import { runCheck } from './check.js';
 import { guardRefusal } from './guards.js';
 import type { FanOutReport } from './events.js';
@@ -59,7 +59,7 @@ export async function renderAndInstall(
     dry: boolean;
     reloader: Reloader | undefined;
     /** Where templates render: a child process, so that a runaway template cannot stall or crash the daemon. */
-    sandbox: RenderSandbox;
+    sandbox: RenderBackend;
     /** Destinations of every template that shares this template's reload, its own included. */
     reloadGroup?: readonly string[];
     logger: Logger;
@@ -93,7 +93,7 @@ export async function renderAndInstall(
   try {
     current = await readCurrent(template.destination);
   } catch (err) {
-    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot read ${template.destination}: ${(err as Error).message}`, { cause: err }));
+    return fail('install', installFailure(template, 'read', `cannot read ${template.destination}`, err));
   }
   const bytes = Buffer.from(content);
   const changed = !current || !current.bytes.equals(bytes);
@@ -120,7 +120,7 @@ export async function renderAndInstall(
   try {
     candidate = await prepareCandidate(template.destination, bytes, installOptions(template), current);
   } catch (err) {
-    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot write ${template.destination}: ${(err as Error).message}`, { cause: err }));
+    return fail('install', installFailure(template, 'write', `cannot write ${template.destination}`, err));
   }
   const change: FileChange = { path: template.destination, before: current?.bytes, after: bytes };
   // Only a file that replaces another can differ from it in server lines alone.
@@ -141,7 +141,7 @@ export async function renderAndInstall(
   } catch (err) {
     await candidate.discard().catch(() => undefined);
     await undoEarly(early, options.logger);
-    return fail('install', new TemplateRunError('E_INSTALL', template.name, `cannot install ${template.destination}: ${(err as Error).message}`, { cause: err }));
+    return fail('install', installFailure(template, 'rename', `cannot install ${template.destination}`, err));
   }
 }
 
@@ -155,13 +155,35 @@ async function undoEarly(early: EarlyApply | undefined, logger: Logger): Promise
   else log.error(what);
 }
 
-/** An error no step expected, reported as a failure of the step it happened in. */
+/**
+ * An error no step expected. In a render it is the template's failure (a filter that throws); elsewhere it is
+ * a bug, reported with its stack (`cause`), not dressed up as an install error.
+ */
 function unexpected(template: ResolvedTemplate, stage: Extract<StepOutcome, { status: 'failed' }>['stage'], error: unknown): RosterdError {
   const reason = error instanceof Error ? error.message : String(error);
   if (stage === 'render') {
     return new TemplateError('E_RENDER', `${template.compiled.file}: failed to render: ${reason}`, { template: template.name, file: template.compiled.file }, { cause: error });
   }
-  return new TemplateRunError('E_INSTALL', template.name, reason, { cause: error });
+  return internalError(template.name, stage, error);
+}
+
+/**
+ * An install step's failure as the template's `InstallError`: the installer's step and file when it says
+ * them, else `step` and the destination. `what` and the installer's message make the text, as before. An
+ * error that is neither rosterd's nor the system's (no errno `code`) is a bug: `E_INTERNAL`.
+ */
+export function installFailure(template: Pick<ResolvedTemplate, 'name' | 'destination'>, step: InstallStep, what: string, err: unknown): RosterdError {
+  if (!RosterdError.is(err) && typeof (err as NodeJS.ErrnoException | undefined)?.code !== 'string') return internalError(template.name, `${step} of ${template.destination}`, err);
+  const known = err instanceof InstallError ? err : undefined;
+  // The message, not the detail: the installer adds to it when a temporary file could not be removed.
+  const reason = err instanceof Error ? err.message : String(err);
+  return new InstallError(known?.step ?? step, known?.destination ?? template.destination, `${what}: ${reason}`, { cause: err, template: template.name });
+}
+
+/** A bug: an error that no step expected, outside a render. Its `cause` holds it, with its stack. */
+export function internalError(template: string, where: string, error: unknown): RosterdError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new RosterdError('E_INTERNAL', `unexpected error (a bug in rosterd) during ${where}: ${reason}`, { cause: error, prefix: `[template ${template}]` });
 }
 
 function remember(memory: TemplateMemory, members: ReadonlySet<string>, bytes: Buffer): void {

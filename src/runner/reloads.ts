@@ -2,7 +2,7 @@ import { logFailedOutput, type FileChange, type Reloader, type ReloadOutcome } f
 import type { ResolvedTemplate } from '../config/load.js';
 import { TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ReloadReport, RendererEvents } from './events.js';
+import type { ReloadedEvent, ReloadFailedEvent, ReloadReport } from './events.js';
 import type { TemplateMemory } from './pipeline.js';
 
 /**
@@ -23,8 +23,8 @@ export interface ReloadItem {
 
 /** Where a reload reports how it went: the renderer's `reloaded` and `reloadFailed` events. */
 export interface ReloadListener {
-  reloaded(event: RendererEvents['reloaded'][0]): void;
-  reloadFailed(event: RendererEvents['reloadFailed'][0]): void;
+  reloaded(event: ReloadedEvent): void;
+  reloadFailed(event: ReloadFailedEvent): void;
 }
 
 /** A template and its reloader, as {@link reloadGroups} reads them. */
@@ -79,7 +79,7 @@ export class ReloadRunner {
         const why = outcome.fallback === undefined ? '' : ` (not through the runtime API: ${outcome.fallback})`;
         log.info({ durationMs: outcome.durationMs, path }, `reloaded: ${reloader.description}${why}`);
       }
-      const event: RendererEvents['reloaded'][0] = { templates: names, group: [...group], command: reloader.description, durationMs: outcome.durationMs, path };
+      const event: ReloadedEvent = { templates: names, group: [...group], command: reloader.description, durationMs: outcome.durationMs, path };
       if (outcome.fallback !== undefined) event.fallback = outcome.fallback;
       this.#listener.reloaded(event);
       return { ok: true, command: reloader.description, path, durationMs: outcome.durationMs, ...(outcome.fallback === undefined ? {} : { fallback: outcome.fallback }) };

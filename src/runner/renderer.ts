@@ -4,16 +4,18 @@ import { createReloader, type EarlyApply, type FileChange, type Reloader } from 
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';
-import { RosterdError, SourceError, TemplateRunError } from '../errors.js';
+import { RosterdError, SourceError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { Member } from '../members/model.js';
 import { removeStaleTemporaries } from '../output/install.js';
+import { InProcessBackend, type RenderBackend } from '../render/backend.js';
 import { RenderSandbox } from '../render/sandbox.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { SerfQueryHandler, Source } from '../sources/types.js';
-import type { ReloadReport, RenderReport, RendererEvents, TemplateResult } from './events.js';
-import { fanOutResult, renderAndInstallFanOut } from './fan-out.js';
-import { renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
+import type { ReloadReport, RendererEvents, TemplateResult, TemplateStatus } from './events.js';
+import { renderAndInstallFanOut } from './fan-out.js';
+import { failedResult, renderReport, reportOutcome } from './outcomes.js';
+import { internalError, renderAndInstall, type StepOutcome, type TemplateMemory } from './pipeline.js';
 import { ReloadRunner, reloadGroups, type ReloadItem } from './reloads.js';
 import { Roster, type SourceStatus } from './roster.js';
 import { createSchedule, type Schedule } from './schedule.js';
@@ -23,6 +25,14 @@ export interface RendererOptions {
   logger?: Logger;
   /** Serf queries the renderer's `serf` sources answer, by query name (the daemon's fleet view uses one). */
   serfQueries?: Readonly<Record<string, SerfQueryHandler>>;
+  /**
+   * Render templates in this process instead of in a render process of their own. Default false: a daemon's
+   * renders run in a child process, so that a template that runs away (a step that blocks, a heap that runs
+   * out) fails its render and not the daemon. True saves that process's start (about as long as Node's own)
+   * where the process renders once and exits anyway, as `rosterd render --once` does; liquidjs's time and
+   * allocation limits still apply.
+   */
+  renderInProcess?: boolean;
 }
 
 export interface RenderOnceOptions {
@@ -86,14 +96,15 @@ export class Renderer extends EventEmitter<RendererEvents> {
   private swapping = false;
   /** start(), stop() and reconfigure() run one after the other, never interleaved. */
   private lifecycle: Promise<unknown> = Promise.resolve();
-  /** Renders run in a child process: a runaway template fails its render, not the daemon. */
-  private readonly sandbox = new RenderSandbox();
+  /** Renders run in a child process (unless `renderInProcess`): a runaway template fails its render, not the daemon. */
+  private readonly sandbox: RenderBackend;
 
   constructor(config: ResolvedConfig, options: RendererOptions = {}) {
     super();
     this.config = config;
     this.logger = options.logger ?? silentLogger();
     this.serfQueries = options.serfQueries;
+    this.sandbox = options.renderInProcess ? new InProcessBackend() : new RenderSandbox();
     this.reloads = new ReloadRunner(this.logger, {
       reloaded: (event) => this.emit('reloaded', event),
       reloadFailed: (event) => this.emit('reloadFailed', event),
@@ -117,7 +128,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
    * succeeded; the last error otherwise, if any. `pending`: a change waits for its render (`wait`, or the
    * render under way); `rendering`: a render is under way.
    */
-  templateStatus(): { template: string; destination: string; ready: boolean; lastError: RosterdError | undefined; sources: readonly string[]; pending: boolean; rendering: boolean }[] {
+  templateStatus(): TemplateStatus[] {
     return [...this.templates.values()].map((t) => ({
       template: t.config.name,
       destination: t.config.destination,
@@ -429,7 +440,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
         const started = performance.now();
         const applyEarly = early && t.reloader?.applyEarly ? (change: FileChange) => this.applyEarly(t.reloader!, held, change) : undefined;
         const outcome = await this.renderOne(t, snapshots, options.dry, applyEarly);
-        return { t, outcome, startedAt, result: this.report(t, outcome, performance.now() - started) };
+        this.remember(t, outcome);
+        return { t, outcome, startedAt, result: reportOutcome(t.config, outcome, performance.now() - started, t.log, this) };
       }),
     );
     const reloads = new Map<string, { reloader: Reloader; group: readonly string[]; templates: TemplateRuntime[]; items: ReloadItem[] }>();
@@ -493,6 +505,15 @@ export class Renderer extends EventEmitter<RendererEvents> {
     return true;
   }
 
+  /** What a render tells about its template: `ready` once written or unchanged, the last error until a success. */
+  private remember(t: TemplateRuntime, outcome: StepOutcome): void {
+    if (outcome.status === 'failed') t.lastError = outcome.error;
+    else if (outcome.status !== 'dry') {
+      t.ok = true;
+      t.lastError = undefined;
+    }
+  }
+
   /**
    * Applies a change before its check (HAProxy runtime mode) under its reload's lock, held until the batch's
    * reload for that key has run. The lock is taken only when it is free and no other template of the batch
@@ -523,52 +544,11 @@ export class Renderer extends EventEmitter<RendererEvents> {
       if (t.config.fanOut) return await renderAndInstallFanOut(t.config, snapshots, t.memory, options);
       return await renderAndInstall(t.config, snapshots, t.memory, applyEarly ? { ...options, applyEarly } : options);
     } catch (err) {
-      const error = RosterdError.is(err) ? err : new TemplateRunError('E_INSTALL', t.config.name, (err as Error).message, { cause: err });
+      const error = RosterdError.is(err) ? err : internalError(t.config.name, 'a render', err);
       return { status: 'failed', members: 0, error, stage: 'install' };
     }
   }
 
-  /** Logs and emits one template's outcome, and turns it into a result. */
-  private report(t: TemplateRuntime, outcome: StepOutcome, durationMs: number): TemplateResult {
-    const { name, destination } = t.config;
-    const log = t.log;
-    const base = { template: name, destination, members: outcome.members, durationMs: Math.round(durationMs) };
-    if (outcome.status === 'failed') t.lastError = outcome.error;
-    else if (outcome.status !== 'dry') {
-      t.ok = true;
-      t.lastError = undefined;
-    }
-    switch (outcome.status) {
-      case 'unchanged':
-        log.debug({ members: outcome.members }, `${destination} unchanged`);
-        this.emit('unchanged', { template: name, destination, members: outcome.members, durationMs: base.durationMs });
-        return { ...base, status: 'unchanged', changed: false };
-      case 'dry':
-        return { ...base, status: 'dry', changed: outcome.changed, content: outcome.content, diff: outcome.diff, ...fanOutResult(outcome.fanOut) };
-      case 'installed': {
-        const event: RendererEvents['rendered'][0] = { template: name, destination, members: outcome.members, durationMs: base.durationMs };
-        if (outcome.fanOut) {
-          const files = outcome.fanOut.files.filter((f) => f.changed).map((f) => f.destination);
-          const removed = outcome.fanOut.removed;
-          log.info({ members: outcome.members, written: files.length, removed: removed.length }, `wrote ${files.length} and removed ${removed.length} file(s) in ${destination}`);
-          Object.assign(event, { files, removed });
-        } else log.info({ members: outcome.members, backup: outcome.backupPath }, `wrote ${destination}`);
-        if (outcome.backupPath) event.backupPath = outcome.backupPath;
-        this.emit('rendered', event);
-        const result: TemplateResult = { ...base, status: 'written', changed: true, ...fanOutResult(outcome.fanOut) };
-        if (outcome.backupPath) result.backupPath = outcome.backupPath;
-        return result;
-      }
-      case 'failed': {
-        const error = outcome.error;
-        log.error({ code: error.code }, error.message);
-        if (error.code === 'E_GUARD') this.emit('guarded', { template: name, reason: error.message, error: error as TemplateRunError });
-        else if (error.code === 'E_CHECK_FAILED') this.emit('checkFailed', { template: name, error: error as TemplateRunError });
-        else if (this.listenerCount('error') > 0) this.emit('error', { template: name, error });
-        return failedResult(t.config, error, outcome.members, base.durationMs);
-      }
-    }
-  }
 }
 
 /**
@@ -594,42 +574,4 @@ function sameSource(a: ResolvedConfig['sources'][string], b: ResolvedConfig['sou
 /** An error's message without the component prefix, when it has one. */
 function detailOf(error: Error): string {
   return RosterdError.is(error) ? error.detail : error.message;
-}
-
-/** The `settled` event of one template's render: the outcome of its steps, with the snapshots of its sources. */
-function renderReport(
-  template: ResolvedTemplate,
-  outcome: StepOutcome,
-  result: TemplateResult,
-  batch: { startedAt: number; first: boolean; snapshots: ReadonlyMap<string, readonly Member[]> },
-  reload: ReloadReport | undefined,
-): RenderReport {
-  const used = new Map<string, readonly Member[]>();
-  for (const source of template.sources) used.set(source, batch.snapshots.get(source) ?? []);
-  const report: RenderReport = {
-    template: template.name,
-    destination: template.destination,
-    startedAt: batch.startedAt,
-    first: batch.first,
-    durationMs: result.durationMs,
-    members: outcome.members,
-    snapshots: used,
-    outcome: 'failed',
-  };
-  if (outcome.status === 'installed') {
-    const file = template.fanOut ? undefined : outcome.changes.find((c) => c.path === template.destination);
-    Object.assign(report, { outcome: 'written', changes: outcome.changes }, file?.after ? { content: file.after } : {});
-  }
-  else if (outcome.status === 'unchanged') Object.assign(report, { outcome: 'unchanged', content: outcome.content });
-  else if (outcome.status === 'failed') {
-    report.error = outcome.error;
-    if (outcome.stage === 'guard') report.outcome = 'guarded';
-    else if (outcome.stage === 'check') report.outcome = 'check-failed';
-  }
-  if (reload) report.reload = reload;
-  return report;
-}
-
-function failedResult(template: ResolvedTemplate, error: RosterdError, members: number, durationMs: number): TemplateResult {
-  return { template: template.name, destination: template.destination, status: 'failed', changed: false, members, error, durationMs };
 }

@@ -10,7 +10,7 @@ import { unifiedDiff } from '../output/diff.js';
 import { MANIFEST_NAME } from '../output/prune.js';
 import { buildContext } from '../render/context.js';
 import { RenderSandbox } from '../render/sandbox.js';
-import { readMemberFile } from '../sources/file.js';
+import { readMemberFile } from '../sources/member-file.js';
 import { createSnapshotGate } from '../sources/snapshot.js';
 import { runCheck } from './check.js';
 import type { RefusedItem } from './events.js';

@@ -1,11 +1,14 @@
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { createEtcdClient, describeEtcdError, type EtcdClientOptions } from '../etcd/client.js';
-import { parseEtcdEndpoints } from '../etcd/endpoints.js';
 import { decodeMember } from '../etcd/member.js';
 import { SourceError } from '../errors.js';
-import { jitteredBackoff } from './backoff.js';
+import { backoffDelay, FailureReport, type BackoffRules } from '../retry.js';
 import type { Member } from '../members/model.js';
+import { validateEtcdOptions, type EtcdSourceOptions } from './drivers/etcd.js';
+import { checkNotStarted } from './lifecycle.js';
 import type { Source, SourceFactory } from './types.js';
+
+export type { EtcdSourceOptions } from './drivers/etcd.js';
 
 /**
  * The `etcd` source: one member per key under a prefix. A key's value is a JSON object in the member-file
@@ -20,24 +23,8 @@ import type { Source, SourceFactory } from './types.js';
  * The etcd client is loaded when the source starts, not when rosterd starts.
  */
 
-/** Resolved options of an `etcd` source (defaults are filled in by the config schema, paths are absolute). */
-export interface EtcdSourceOptions {
-  type: 'etcd';
-  /** Client endpoints: `host:port`, `http://host:port` or `https://host:port`. Requests fail over between them. */
-  endpoints: string[];
-  /** The key prefix; each key under it is a member. Usually ends with `/` (`/services/web/`). */
-  prefix: string;
-  /** etcd user name, and its password inline or in a file (read at each start). */
-  auth?: { username: string; password?: string; passwordFile?: string };
-  /** PEM files: `ca` verifies the servers (default: the system's roots), `cert` and `key` authenticate rosterd. */
-  tls?: { ca?: string; cert?: string; key?: string };
-  /** Milliseconds a read (and the confirmation of a new watch) may take. */
-  requestTimeout: number;
-}
-
-/** Retry delays after failed reads: doubling from the first to the last, with jitter. */
-const BACKOFF_FIRST = 250;
-const BACKOFF_LAST = 10_000;
+/** Retry delays after failed reads: doubling from 250 ms to 10 s, half of each random. */
+const RETRY_BACKOFF: BackoffRules = { first: 250, cap: 10_000, jitter: 0.5 };
 /** Refused credentials or permissions will not fix themselves soon; keep trying, slowly. */
 const AUTH_RETRY_DELAY = 60_000;
 
@@ -46,7 +33,7 @@ type Entry = ReturnType<typeof decodeMember>;
 
 /** Creates an `etcd` source. Throws a `SourceError` (not retryable) when an option is invalid. */
 const createEtcdSource = ((name, options, context) => {
-  const endpoints = validateOptions(name, options);
+  const endpoints = validateEtcdOptions(name, options);
   const log = context.logger;
   const prefix = options.prefix;
   const clientOptions: EtcdClientOptions = { endpoints, auth: options.auth, tls: options.tls, requestTimeout: options.requestTimeout };
@@ -63,7 +50,7 @@ const createEtcdSource = ((name, options, context) => {
   let emitTimer: NodeJS.Immediate | undefined;
   /** Failed reads in a row, and the last error reported (the same one again is not news). */
   let failures = 0;
-  let lastReported: string | undefined;
+  const reported = new FailureReport();
   /** Watches lost in quick succession: the first lost watch is read again at once, a flapping one backs off. */
   let quickLosses = 0;
   let lastLossAt = 0;
@@ -91,9 +78,9 @@ const createEtcdSource = ((name, options, context) => {
       const range = await client.getAll().prefix(prefix).exec();
       if (!running) return;
       replaceAll(range.kvs);
-      if (failures > 0 || lastReported !== undefined) log.info({ keys: range.kvs.length }, `${where} answers again`);
+      if (failures > 0 || reported.pending) log.info({ keys: range.kvs.length }, `${where} answers again`);
       failures = 0;
-      lastReported = undefined;
+      reported.reset();
       emitNow();
       if (running) watch(client, String(BigInt(range.header.revision) + 1n));
     } catch (err) {
@@ -147,9 +134,9 @@ const createEtcdSource = ((name, options, context) => {
   function lostWatch(why: string): void {
     dropWatch();
     const now = Date.now();
-    quickLosses = now - lastLossAt < BACKOFF_LAST ? quickLosses + 1 : 0;
+    quickLosses = now - lastLossAt < RETRY_BACKOFF.cap ? quickLosses + 1 : 0;
     lastLossAt = now;
-    const delay = quickLosses === 0 ? 0 : jitteredBackoff(quickLosses - 1, BACKOFF_FIRST, BACKOFF_LAST);
+    const delay = quickLosses === 0 ? 0 : backoffDelay(quickLosses, RETRY_BACKOFF);
     log.info({ retryInMs: Math.round(delay) }, `${why}; reading ${prefix} afresh`);
     retryTimer = setTimeout(() => track(sync()), delay);
   }
@@ -160,13 +147,10 @@ const createEtcdSource = ((name, options, context) => {
     const failure = describeEtcdError(err, options);
     const error = new SourceError(name, `${where}: ${failure.reason}`, { retryable: failure.retryable, cause: err });
     // Paused endpoints only repeat that the failure reported last goes on.
-    if (error.message !== lastReported && !(failure.endpointsPaused && lastReported !== undefined)) {
-      lastReported = error.message;
-      onError?.(error);
-    }
+    if (!(failure.endpointsPaused && reported.pending) && reported.isNews(error.message)) onError?.(error);
     // A new client reads the password and TLS files again: they may have been fixed meanwhile.
     if (!failure.retryable) closeClient();
-    const delay = failure.retryable ? jitteredBackoff(failures++, BACKOFF_FIRST, BACKOFF_LAST) : AUTH_RETRY_DELAY;
+    const delay = failure.retryable ? backoffDelay(++failures, RETRY_BACKOFF) : AUTH_RETRY_DELAY;
     log.debug({ retryInMs: Math.round(delay) }, `reading ${prefix} again later`);
     retryTimer = setTimeout(() => track(sync()), delay);
   }
@@ -211,12 +195,12 @@ const createEtcdSource = ((name, options, context) => {
   const source: Source = {
     name,
     async start(snapshot, error) {
-      if (running) throw new SourceError(name, 'already started', { retryable: false });
+      checkNotStarted(name, running);
       onSnapshot = snapshot;
       onError = error;
       running = true;
       failures = quickLosses = 0;
-      lastReported = undefined;
+      reported.reset();
       entries = new Map();
       warned = new Map();
       track(sync());
@@ -238,28 +222,3 @@ const createEtcdSource = ((name, options, context) => {
 export default createEtcdSource;
 
 // --- internal ---
-
-/** Checks the options; returns the parsed endpoints. */
-function validateOptions(name: string, options: EtcdSourceOptions): string[] {
-  const invalid = (option: string, message: string) => new SourceError(name, `invalid option \`${option}\`: ${message}`, { retryable: false });
-  if (typeof name !== 'string' || name === '') throw new SourceError(String(name), 'a source needs a non-empty name', { retryable: false });
-  if (typeof options.prefix !== 'string' || options.prefix === '') throw invalid('prefix', 'expected a non-empty key prefix such as "/services/web/"');
-  let endpoints: string[];
-  try {
-    endpoints = parseEtcdEndpoints(Array.isArray(options.endpoints) ? options.endpoints : [], options.tls !== undefined).map((e) => e.url);
-  } catch (err) {
-    throw invalid('endpoints', (err as Error).message);
-  }
-  const auth = options.auth;
-  if (auth !== undefined) {
-    if (typeof auth.username !== 'string' || auth.username === '') throw invalid('auth.username', 'expected a non-empty string');
-    if ((auth.password === undefined) === (auth.passwordFile === undefined)) throw invalid('auth', 'give exactly one of `password` and `passwordFile`');
-  }
-  if (options.tls !== undefined && (options.tls.cert === undefined) !== (options.tls.key === undefined)) {
-    throw invalid('tls', 'give `cert` and `key` together (a client certificate needs its key)');
-  }
-  if (!(options.requestTimeout > 0 && Number.isFinite(options.requestTimeout))) {
-    throw invalid('requestTimeout', `expected a positive number of milliseconds, got ${options.requestTimeout}`);
-  }
-  return endpoints;
-}

@@ -1,11 +1,14 @@
-import { constants } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, extname } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import yaml from 'js-yaml';
 import { SourceError } from '../errors.js';
 import type { Member } from '../members/model.js';
+import { validateFileOptions, type FileSourceOptions } from './drivers/file.js';
+import { parseMemberFile, readMemberText } from './member-file.js';
 import type { Source, SourceFactory } from './types.js';
+
+export type { FileSourceOptions } from './drivers/file.js';
+export { readMemberFile } from './member-file.js';
 
 const TRAILING_READ_MS = 150;
 /**
@@ -15,13 +18,6 @@ const TRAILING_READ_MS = 150;
  */
 export const RECHECK_INTERVAL_MS = 1000;
 
-/** Resolved options of a `file` source. */
-export interface FileSourceOptions {
-  type: 'file';
-  /** Absolute path of the member file: JSON (`.json`) or YAML (anything else). */
-  path: string;
-}
-
 /**
  * Members listed in a file, JSON or YAML: a list of members or `{ members: [...] }`. The file is watched:
  * an atomic replace, an in-place write, or a delete followed by a re-create all lead to a re-read. A file
@@ -29,7 +25,7 @@ export interface FileSourceOptions {
  * An empty file is an error, not an empty list: a file caught half-written must never empty a backend.
  */
 export const createFileSource: SourceFactory<FileSourceOptions> = (name, options) => {
-  if (typeof options.path !== 'string' || options.path === '') throw new TypeError(`[source ${name}] option "path" is required`);
+  validateFileOptions(name, options);
   const path = options.path;
   let watcher: FSWatcher | undefined;
   let reading: Promise<void> | undefined;
@@ -125,40 +121,6 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
   return source;
 };
 
-/**
- * Reads and parses a member file. Returns the raw member list (validated later, with the others), with
- * scalar tag values and numeric-string ports turned into what the member format expects.
- * Throws a non-retryable `SourceError` naming the file, line and column.
- */
-export async function readMemberFile(sourceName: string, path: string): Promise<unknown[]> {
-  return parseMemberFile(sourceName, path, await readMemberText(sourceName, path));
-}
-
-/**
- * Reads a member file's text; a missing, unreadable or non-regular file is a non-retryable `SourceError`.
- * Opened without blocking: a FIFO at the path would otherwise hang the read (and a thread of libuv's pool)
- * until a writer comes, and with it every later read and the source's stop.
- */
-async function readMemberText(sourceName: string, path: string): Promise<string> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    const stats = await handle.stat();
-    if (!stats.isFile()) {
-      const kind = stats.isDirectory() ? 'a directory' : stats.isFIFO() ? 'a FIFO' : stats.isSocket() ? 'a socket' : 'a device';
-      throw new SourceError(sourceName, `member file ${path} is not a regular file (it is ${kind})`, { retryable: false });
-    }
-    return await handle.readFile('utf8');
-  } catch (err) {
-    if (err instanceof SourceError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : `cannot be read (${code ?? (err as Error).message})`;
-    throw new SourceError(sourceName, `member file ${path} ${reason}`, { cause: err, retryable: false });
-  } finally {
-    await handle?.close().catch(() => undefined);
-  }
-}
-
 const MISSING = 'missing';
 
 /** What identifies the file's state without reading it: inode, size, mode and times, or that it is missing. */
@@ -169,62 +131,4 @@ async function fileSignature(path: string): Promise<string> {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ENOENT' ? MISSING : `error ${(err as NodeJS.ErrnoException).code}`;
   }
-}
-
-/** Parses a member file's text (JSON by extension, else YAML) into the raw member list. */
-function parseMemberFile(sourceName: string, path: string, text: string): unknown[] {
-  if (text.trim() === '') throw new SourceError(sourceName, `member file ${path} is empty (write [] for no members)`, { retryable: false });
-  const data = extname(path).toLowerCase() === '.json' ? parseJson(sourceName, path, text) : parseYaml(sourceName, path, text);
-  const list = Array.isArray(data) ? data : typeof data === 'object' && data !== null && Array.isArray((data as { members?: unknown }).members) ? (data as { members: unknown[] }).members : undefined;
-  if (!list) throw new SourceError(sourceName, `${path}: expected a list of members or { members: [...] }`, { retryable: false });
-  return list.map(normalizeMember);
-}
-
-// --- internal ---
-
-function parseJson(sourceName: string, path: string, text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    const message = (err as Error).message;
-    const position = /at position (\d+)/.exec(message);
-    const offset = position ? Number(position[1]) : text.length;
-    const { line, column } = lineAndColumn(text, offset);
-    const reason = message.replace(/ in JSON at position \d+.*$/, '').replace(/^JSON\.parse: /, '');
-    throw new SourceError(sourceName, `${path}:${line}:${column}: invalid JSON: ${reason}`, { cause: err, retryable: false });
-  }
-}
-
-function parseYaml(sourceName: string, path: string, text: string): unknown {
-  try {
-    return yaml.load(text, { filename: path, schema: yaml.CORE_SCHEMA });
-  } catch (err) {
-    const mark = (err as { mark?: { line: number; column: number } }).mark;
-    const reason = (err as { reason?: string }).reason ?? (err as Error).message;
-    const where = mark ? `${path}:${mark.line + 1}:${mark.column + 1}` : path;
-    throw new SourceError(sourceName, `${where}: invalid YAML: ${reason}`, { cause: err, retryable: false });
-  }
-}
-
-function lineAndColumn(text: string, offset: number): { line: number; column: number } {
-  const before = text.slice(0, offset);
-  const line = before.split('\n').length;
-  return { line, column: offset - before.lastIndexOf('\n') };
-}
-
-// A person writes `port: 8080` or `weight: 10` in YAML; the member format wants tag values as strings and
-// a port as a number. Only those unambiguous scalars are converted; anything else is left for the gate.
-function normalizeMember(value: unknown): unknown {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
-  const member = { ...(value as Record<string, unknown>) };
-  if (typeof member.port === 'string' && /^\d{1,5}$/.test(member.port)) member.port = Number(member.port);
-  if (typeof member.tags === 'object' && member.tags !== null && !Array.isArray(member.tags)) {
-    const tags: Record<string, unknown> = {};
-    for (const [key, tag] of Object.entries(member.tags)) {
-      const scalar = typeof tag === 'number' || typeof tag === 'boolean';
-      Object.defineProperty(tags, key, { value: scalar ? String(tag) : tag, enumerable: true, writable: true, configurable: true });
-    }
-    member.tags = tags;
-  }
-  return member;
 }

@@ -1,24 +1,20 @@
-import type { SourceConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
-import { createDnsSource } from './dns.js';
-import createEtcdSource from './etcd.js';
-import { createFileSource } from './file.js';
-import createSerfSource from './serf.js';
-import { isSource, type Source, type SourceContext, type SourceFactory } from './types.js';
+import { createDriverSource, type SourceDriver } from './driver.js';
+import { SOURCE_DRIVERS, type SourceConfig } from './registry.js';
+import { isSource, type Source, type SourceContext } from './types.js';
 
-/** The built-in source types, by the `type` written in a config. */
-const FACTORIES: { [T in SourceConfig['type']]: SourceFactory<Extract<SourceConfig, { type: T }>> } = {
-  file: createFileSource,
-  dns: createDnsSource,
-  serf: createSerfSource,
-  etcd: createEtcdSource,
-};
+/** The built-in drivers by `type`. */
+const DRIVERS = new Map<string, SourceDriver<string, never, never>>(SOURCE_DRIVERS.map((driver) => [driver.type, driver as unknown as SourceDriver<string, never, never>]));
 
-/** Builds the source a config entry describes, or returns a plugged-in `Source` object as it is. */
+/**
+ * Builds the source a config entry describes, or returns a plugged-in `Source` object as it is. The options
+ * are checked now (a bad one throws a `SourceError`); the driver's implementation loads when the source starts.
+ */
 export function createSource(name: string, config: SourceConfig | Source, logger: Logger, context: Omit<SourceContext, 'logger'> = {}): Source {
   if (isSource(config)) return config;
-  const factory = FACTORIES[config.type] as SourceFactory<SourceConfig>;
-  return factory(name, config, { ...context, logger: logger.child({ source: name }) });
+  const driver = DRIVERS.get(config.type);
+  if (driver === undefined) throw new TypeError(`[source ${name}] unknown source type ${JSON.stringify(config.type)}`);
+  return createDriverSource(driver, name, config as never, { ...context, logger: logger.child({ source: name }) });
 }
 
 export { isSource } from './types.js';

@@ -1,9 +1,13 @@
 import { SourceError } from '../errors.js';
-import { parseRpcAddress } from '../serf/address.js';
+import { backoffDelay, FailureReport, type BackoffRules } from '../retry.js';
 import { SerfClient, type SerfMember, type SerfQueryEvent } from '../serf/client.js';
 import { SerfError } from '../serf/errors.js';
-import { MEMBER_STATUSES, type Member, type MemberStatus } from '../members/model.js';
+import type { Member } from '../members/model.js';
+import { validateSerfOptions, type SerfSourceOptions } from './drivers/serf.js';
+import { checkNotStarted } from './lifecycle.js';
 import type { Source, SourceFactory } from './types.js';
+
+export type { SerfSourceOptions } from './drivers/serf.js';
 
 /**
  * The `serf` source: the members of a Serf cluster, as seen by one agent over its RPC port.
@@ -21,38 +25,6 @@ import type { Source, SourceFactory } from './types.js';
  * `members`; while it cannot look, it reports the error and emits nothing.
  */
 
-/** Resolved options of a `serf` source (defaults are filled in by the config schema). */
-export interface SerfSourceOptions {
-  /** The agent's RPC address, `host:port` (`[::1]:7373` for IPv6). The schema's default is `127.0.0.1:7373`. */
-  rpcAddr: string;
-  /** The agent's `rpc_auth` key. Sent only when set (an empty string counts as not set). Never logged. */
-  authKey?: string;
-  /**
-   * Keep only members whose tags match: tag name → JavaScript regular expression that must match the whole
-   * value (like `serf members -tag`). A member without the tag is matched as if its value were `""`.
-   */
-  tags?: Record<string, string>;
-  /** Keep only members with one of these statuses. The schema's default is `['alive']`. */
-  status: MemberStatus[];
-  /** The tag that holds a member's service port. A value that is not a decimal integer gets the member dropped. Default `port`. */
-  portTag: string;
-  /**
-   * Read the agent's log (`monitor` at DEBUG level, whatever level the agent logs at) for membership changes,
-   * and read the member list as soon as one is logged. Default true (the schema's default too).
-   */
-  monitor?: boolean;
-  /**
-   * Poll: the least number of milliseconds between two reads of the member list when nothing else triggers
-   * one. On a big cluster the poll waits longer, so that it takes at most 2% of the time. Off when absent or
-   * false; the schema's default is 1000.
-   */
-  refreshInterval?: number | false;
-  /** Milliseconds to wait after a hint or a member event before reading, so a burst costs one `members` call. */
-  resyncDelay: number;
-  /** Milliseconds allowed for connecting, handshake and auth. */
-  connectTimeout: number;
-}
-
 /** The member events that can change the roster; each one triggers a refresh. */
 const MEMBER_EVENTS = 'member-join,member-leave,member-failed,member-update,member-reap';
 /**
@@ -69,15 +41,14 @@ const HINT_SHARE = 0.25;
 const POLL_SHARE = 0.02;
 /** A change the log did not announce within this many ms means the source does not recognise its lines. */
 const HINT_WINDOW_MS = 2000;
-/** Reconnect delays: doubling from the first to the last, with jitter. */
-const BACKOFF_FIRST = 250;
-const BACKOFF_LAST = 10_000;
+/** Reconnect delays: doubling from 250 ms to 10 s, half of each random so that restarted agents are not hit in step. */
+const RECONNECT_BACKOFF: BackoffRules = { first: 250, cap: 10_000, jitter: 0.5 };
 /** A refused auth key will not fix itself soon; keep trying, slowly, in case the agent's config changes. */
 const AUTH_RETRY_DELAY = 60_000;
 
 /** Creates a `serf` source. Throws a `SourceError` (not retryable) when an option is invalid. */
 const createSerfSource = ((name, options, context) => {
-  const filters = validateOptions(name, options);
+  const filters = validateSerfOptions(name, options);
   const log = context.logger;
   const address = options.rpcAddr;
   const authKey = options.authKey || undefined;
@@ -94,7 +65,7 @@ const createSerfSource = ((name, options, context) => {
   let client: SerfClient | undefined;
   let connecting: AbortController | undefined;
   let failures = 0;
-  let lastReported: string | undefined;
+  const reported = new FailureReport();
   let reconnectTimer: NodeJS.Timeout | undefined;
   let resyncTimer: NodeJS.Timeout | undefined;
   let pollTimer: NodeJS.Timeout | undefined;
@@ -210,9 +181,9 @@ const createSerfSource = ((name, options, context) => {
     if (client !== from) return;
     noteChange(members, started);
     const kept = members.filter((m) => filters.keep(m)).map((m) => toMember(m, name, options.portTag));
-    if (failures > 0 || lastReported !== undefined) log.info({ rpcAddr: address, members: kept.length }, 'Serf agent reachable again');
+    if (failures > 0 || reported.pending) log.info({ rpcAddr: address, members: kept.length }, 'Serf agent reachable again');
     failures = 0;
-    lastReported = undefined;
+    reported.reset();
     // Untrusted raw members (a port may still be a string): the snapshot gate validates them.
     onSnapshot?.(kept as unknown as Member[]);
     // The cost of a read: the reply, its decoding, and what the gate did with it (the render comes later).
@@ -306,11 +277,8 @@ const createSerfSource = ((name, options, context) => {
     refreshAgain = false;
     if (old !== undefined) track(old.close());
     const error = toSourceError(name, address, authKey, err);
-    if (error.message !== lastReported) {
-      lastReported = error.message;
-      onError?.(error);
-    }
-    const delay = error.retryable ? backoff(failures++) : AUTH_RETRY_DELAY;
+    if (reported.isNews(error.message)) onError?.(error);
+    const delay = error.retryable ? backoffDelay(++failures, RECONNECT_BACKOFF) : AUTH_RETRY_DELAY;
     log.debug({ rpcAddr: address, delay }, 'reconnecting to the Serf agent');
     reconnectTimer = setTimeout(() => {
       reconnectTimer = undefined;
@@ -329,7 +297,7 @@ const createSerfSource = ((name, options, context) => {
   const source: Source = {
     name,
     async start(snapshot, error) {
-      if (running) throw new SourceError(name, 'already started', { retryable: false });
+      checkNotStarted(name, running);
       onSnapshot = snapshot;
       onError = error;
       running = true;
@@ -353,49 +321,6 @@ export default createSerfSource;
 
 // --- internal ---
 
-/** Checks the options and compiles the member filter. */
-function validateOptions(name: string, options: SerfSourceOptions): { keep: (member: SerfMember) => boolean } {
-  const invalid = (option: string, message: string) =>
-    new SourceError(name, `invalid option \`${option}\`: ${message}`, { retryable: false });
-  if (typeof name !== 'string' || name === '') throw new SourceError(String(name), 'a source needs a non-empty name', { retryable: false });
-  try {
-    parseRpcAddress(options.rpcAddr);
-  } catch (err) {
-    throw invalid('rpcAddr', (err as Error).message);
-  }
-  if (options.authKey !== undefined && typeof options.authKey !== 'string') throw invalid('authKey', 'expected a string');
-  if (!Array.isArray(options.status) || options.status.length === 0 || !options.status.every((s) => MEMBER_STATUSES.includes(s))) {
-    throw invalid('status', `expected a non-empty list of ${MEMBER_STATUSES.join(', ')}, got ${JSON.stringify(options.status)}`);
-  }
-  if (typeof options.portTag !== 'string' || options.portTag === '') throw invalid('portTag', 'expected a non-empty string');
-  if (options.monitor !== undefined && typeof options.monitor !== 'boolean') throw invalid('monitor', `expected true or false, got ${JSON.stringify(options.monitor)}`);
-  const interval = options.refreshInterval;
-  if (interval !== undefined && interval !== false && !(interval > 0 && Number.isFinite(interval))) {
-    throw invalid('refreshInterval', `expected a positive number of milliseconds or false, got ${interval}`);
-  }
-  if (!(options.resyncDelay >= 0 && Number.isFinite(options.resyncDelay))) {
-    throw invalid('resyncDelay', `expected a number of milliseconds, got ${options.resyncDelay}`);
-  }
-  if (!(options.connectTimeout > 0 && Number.isFinite(options.connectTimeout))) {
-    throw invalid('connectTimeout', `expected a positive number of milliseconds, got ${options.connectTimeout}`);
-  }
-  const tagPatterns: [string, RegExp][] = [];
-  for (const [tag, pattern] of Object.entries(options.tags ?? {})) {
-    if (typeof pattern !== 'string') throw invalid(`tags.${tag}`, 'expected a regular expression as a string');
-    try {
-      tagPatterns.push([tag, new RegExp(`^(?:${pattern})$`)]);
-    } catch (err) {
-      throw invalid(`tags.${tag}`, (err as Error).message);
-    }
-  }
-  const statuses = new Set<string>(options.status);
-  return {
-    keep: (member) =>
-      statuses.has(member.status) &&
-      tagPatterns.every(([tag, pattern]) => pattern.test(Object.hasOwn(member.tags, tag) ? member.tags[tag]! : '')),
-  };
-}
-
 /** A Serf member as a roster member. The port tag is passed raw when it is not a decimal integer, for the gate to reject. */
 function toMember(member: SerfMember, source: string, portTag: string): Record<string, unknown> {
   const rawPort = Object.hasOwn(member.tags, portTag) ? member.tags[portTag] : undefined;
@@ -413,10 +338,4 @@ function toSourceError(name: string, address: string, authKey: string | undefine
   }
   const message = err instanceof Error ? err.message : String(err);
   return new SourceError(name, message, { cause: err });
-}
-
-/** Exponential backoff with jitter: half the delay fixed, half random, so restarted agents are not hit in step. */
-function backoff(failures: number): number {
-  const delay = Math.min(BACKOFF_LAST, BACKOFF_FIRST * 2 ** failures);
-  return delay / 2 + Math.random() * (delay / 2);
 }

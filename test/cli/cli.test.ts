@@ -116,6 +116,29 @@ describe('rosterd CLI', () => {
     expect(run.stderr).toContain('bogus');
   });
 
+  it('validate shows the template around a compile error, the failing line marked >>', async () => {
+    await writeFile(at('t.liquid'), 'ok\n{{ x | bogus }}\nlast\n');
+    await setup({ contents: undefined, source: 't.liquid' });
+    const run = await runCli(['validate'], { cwd: dir });
+    expect(run.code).toBe(2);
+    const lines = run.stderr.split('\n');
+    expect(lines).toContain('templates[0].source:');
+    expect(lines).toContain('  >> 2| {{ x | bogus }}');
+    expect(lines).toContain('     1| ok');
+    expect(run.stderr).not.toContain('    at ');
+  });
+
+  it('a bug (E_INTERNAL) is printed with the stack of what was thrown, and exits 1', async () => {
+    const { describeFailure } = await import('../../src/cli/main.js');
+    const { exitCodeFor } = await import('../../src/cli/exit-codes.js');
+    const { RosterdError } = await import('../../src/errors.js');
+    const bug = new RosterdError('E_INTERNAL', 'unexpected error (a bug in rosterd) during a render: boom', { cause: new TypeError('boom') });
+    const text = describeFailure(bug);
+    expect(text).toMatch(/^rosterd: unexpected error \(a bug in rosterd\) during a render: boom\nTypeError: boom\n\s+at /);
+    expect(exitCodeFor(bug)).toBe(1);
+    expect(exitCodeFor(new RosterdError('E_HAPROXY', 'master CLI refused'))).toBe(1);
+  });
+
   it('exit 2 for usage errors: unknown flag, render without --once, bad duration', async () => {
     await setup();
     expect((await inProcess(['render', '--once', '--bogus'])).code).toBe(2);

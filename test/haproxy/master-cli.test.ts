@@ -121,7 +121,7 @@ describe('masterCliCommand', () => {
     const error = await masterCliCommand(path, 'show proc', { timeout: 200, retryDelay: 10 }).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(MasterCliError);
     const cliError = error as MasterCliError;
-    expect(cliError.code).toBe('E_RELOAD_FAILED');
+    expect(cliError.code).toBe('E_HAPROXY');
     expect(cliError.errno).toBe('ENOENT');
     expect(cliError.sent).toBe(false);
     expect(cliError.attempts).toBeGreaterThan(1);

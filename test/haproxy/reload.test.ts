@@ -297,7 +297,7 @@ describe('reloadHaproxy against a scripted master CLI', () => {
 
   it('throws a RosterdError when the state before cannot be read', async () => {
     await expect(reloadHaproxy({ masterSocket: join(dir.path, 'absent.sock'), timeout: 200 })).rejects.toMatchObject({
-      code: 'E_RELOAD_FAILED',
+      code: 'E_HAPROXY',
       errno: 'ENOENT',
     });
   });

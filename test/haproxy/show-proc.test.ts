@@ -72,7 +72,7 @@ describe('parseShowProc', () => {
         caught = err;
       }
       expect(RosterdError.is(caught)).toBe(true);
-      expect((caught as RosterdError).code).toBe('E_RELOAD_FAILED');
+      expect((caught as RosterdError).code).toBe('E_HAPROXY');
       expect((caught as Error).message).toMatch(/not a "show proc" reply/);
     }
   });

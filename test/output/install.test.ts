@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RosterdError } from '../../src/errors.js';
+import { InstallError, RosterdError } from '../../src/errors.js';
 import { prepareCandidate, readCurrent, removeStaleTemporaries, restore, type InstallOptions } from '../../src/output/install.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -250,13 +250,49 @@ describe('prepareCandidate and commit', () => {
   it('keeps the owner of the existing file', async () => {
     const destination = join(dir.path, 'out.cfg');
     await writeFile(destination, 'old');
-    // Only root can give a file away; otherwise the existing owner is this process, which is kept trivially.
+    // Only root can give a file away, so only root can hold a file owned by someone else to keep.
     if (isRoot) await chown(destination, NOBODY, NOBODY);
     const before = await stat(destination);
     await install(destination, 'new');
     const after = await stat(destination);
-    expect({ uid: after.uid, gid: after.gid }).toEqual({ uid: before.uid, gid: before.gid });
     expect(after.ino).not.toBe(before.ino);
+    if (isRoot) {
+      // The new inode was created by root: it is nobody's only because the installer gave it away.
+      expect({ uid: after.uid, gid: after.gid }).toEqual({ uid: NOBODY, gid: NOBODY });
+    } else {
+      // Not root: the existing owner is this process, so all there is to check is that the file stays ours.
+      expect({ uid: after.uid, gid: after.gid }).toEqual({ uid: process.getuid!(), gid: before.gid });
+    }
+  });
+});
+
+describe('install errors', () => {
+  it('are InstallErrors naming the destination and the step that failed', async () => {
+    const destination = join(dir.path, 'out.cfg');
+    const stepOf = async (promise: Promise<unknown>): Promise<{ step: string; destination: string } | undefined> => {
+      const err = await promise.then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(InstallError);
+      expect((err as InstallError).code).toBe('E_INSTALL');
+      return { step: (err as InstallError).step, destination: (err as InstallError).destination };
+    };
+    expect(await stepOf(prepareCandidate(destination, 'x', { perms: 0o10000 }, undefined))).toEqual({ step: 'mode', destination });
+    await mkdir(destination);
+    expect(await stepOf(prepareCandidate(destination, 'x', {}, undefined))).toEqual({ step: 'inspect', destination });
+    expect(await stepOf(readCurrent(destination))).toEqual({ step: 'inspect', destination });
+    await rm(destination, { recursive: true });
+    await writeFile(destination, 'old');
+    await mkdir(`${destination}.bak`);
+    await writeFile(join(`${destination}.bak`, 'keep'), '');
+    const backedUp = await prepareCandidate(destination, 'new', { backup: true }, await readCurrent(destination));
+    expect(await stepOf(backedUp.commit())).toEqual({ step: 'backup', destination });
+    const renamed = await prepareCandidate(destination, 'new', {}, await readCurrent(destination));
+    await rm(destination);
+    await mkdir(destination);
+    await writeFile(join(destination, 'inside'), 'kept');
+    expect(await stepOf(renamed.commit())).toEqual({ step: 'rename', destination });
+    const file = join(dir.path, 'file');
+    await writeFile(file, 'x');
+    expect(await stepOf(prepareCandidate(join(file, 'out.cfg'), 'x', {}, undefined))).toEqual({ step: 'directory', destination: join(file, 'out.cfg') });
   });
 });
 

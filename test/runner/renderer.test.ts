@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defineConfig } from '../../src/config/define.js';
 import type { RosterdConfig } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/load.js';
+import { TemplateError } from '../../src/errors.js';
 import type { Renderer } from '../../src/runner/renderer.js';
 import { createRenderer } from '../../src/runner/renderer.js';
 import type { Member, Source } from '../../src/sources/types.js';
@@ -126,6 +127,16 @@ describe('renderOnce', () => {
     expect(result!.error?.code).toBe('E_RENDER');
     expect(result!.error?.message).toContain('undefined variable: m.tags.missing');
     expect(await readFile(at('app.cfg'), 'utf8')).toBe('previous\n');
+  });
+
+  it('a render error keeps liquidjs\'s excerpt of the template, the failing line marked >>', async () => {
+    await writeMembers(members('a'));
+    const r = await make({ contents: 'first\n{{ nope.x }}\nlast' });
+    const [result] = await r.renderOnce();
+    expect(result!.error).toBeInstanceOf(TemplateError);
+    const excerpt = (result!.error as TemplateError).excerpt;
+    expect(excerpt?.split('\n')).toEqual(expect.arrayContaining(['   1| first', '>> 2| {{ nope.x }}', '   3| last']));
+    expect(result!.error?.message).not.toContain('>>');
   });
 
   it('a member with a newline in its name or tags never reaches the output', async () => {

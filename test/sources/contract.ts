@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SourceError } from '../../src/errors.js';
-import { createSnapshotGate } from '../../src/sources/snapshot.js';
+import { CONTROL } from '../../src/members/text.js';
+import { createSnapshotGate, type DroppedMember } from '../../src/sources/snapshot.js';
 import type { Member, Source } from '../../src/sources/types.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -24,6 +25,12 @@ export interface SourceHarness {
   breakBackend(): Promise<void>;
   /** Brings the backend back (its content may differ from before the break, but must not be empty). */
   restoreBackend(): Promise<void>;
+  /**
+   * Puts hostile data in the backend next to the good members: a control character (a line break) in a
+   * member's name, address or tag, as an attacker who can register a member would. Left out only where the
+   * backend cannot carry such data at all (DNS names are labels the resolver checks).
+   */
+  hostile?(): Promise<void>;
   /** Removes everything the harness started or created. The source has been stopped already. */
   cleanup(): Promise<void>;
 }
@@ -56,6 +63,7 @@ export function sourceContract(title: string, setup: () => Promise<SourceHarness
     let baseline: Record<string, number>;
     const snapshots: Member[][] = [];
     const errors: Error[] = [];
+    const dropped: DroppedMember[] = [];
 
     const source = () => harness!.source;
     /** Waits for the first snapshot after `from` that passes `test`, and returns every snapshot up to it. */
@@ -68,7 +76,8 @@ export function sourceContract(title: string, setup: () => Promise<SourceHarness
     beforeAll(async () => {
       harness = await setup();
       baseline = countHandles();
-      const gate = createSnapshotGate(source().name, (members) => snapshots.push(members), () => {});
+      const gate = createSnapshotGate(source().name, (members) => snapshots.push(members), (d) => dropped.push(d));
+      // start() resolves: whatever goes wrong later is reported through onError, never thrown.
       await source().start(gate, (err) => errors.push(err));
     }, 60_000);
 
@@ -122,6 +131,21 @@ export function sourceContract(title: string, setup: () => Promise<SourceHarness
       await snapshotsUntil(snapshotsBefore, shows, 'a snapshot after the backend came back');
       // Whatever came after the break is a real answer: never an empty list for "could not look".
       for (const members of snapshots.slice(snapshotsBefore)) expect(members.length).toBeGreaterThan(0);
+    });
+
+    it('passes hostile member data to the gate only: it is dropped there, and no control character reaches a snapshot', async () => {
+      const { hostile } = harness!;
+      // Checked for every source whose backend can hold such data (see SourceHarness.hostile).
+      if (hostile === undefined) return;
+      const droppedBefore = dropped.length;
+      await hostile.call(harness);
+      await waitFor(() => dropped.length > droppedBefore, 'the hostile member dropped by the gate', wait);
+      for (const d of dropped) expect(d.member).not.toMatch(CONTROL);
+      // The source goes on: a real change still comes through.
+      const before = snapshots.length;
+      const shows = await harness!.change();
+      await snapshotsUntil(before, shows, 'a snapshot after the hostile data');
+      for (const members of snapshots) for (const m of members) for (const text of [m.name, m.address, ...Object.keys(m.tags), ...Object.values(m.tags)]) expect(text).not.toMatch(CONTROL);
     });
 
     it('stop() resolves with no socket, watcher or timer of the source left', async () => {

@@ -1,5 +1,5 @@
 import { silentLogger } from '../../src/logger.js';
-import createEtcdSource from '../../src/sources/etcd.js';
+import { createSource } from '../../src/sources/index.js';
 import { startEtcdCluster } from '../helpers/etcd.js';
 import { sourceContract } from './contract.js';
 
@@ -12,11 +12,8 @@ sourceContract('etcd', async () => {
   await put('web-0', { address: '10.0.0.1', port: 8080 });
   let revision = 0;
   return {
-    source: createEtcdSource(
-      'registry',
-      { type: 'etcd', endpoints: etcd.endpoints, prefix: '/contract/', requestTimeout: 2000 },
-      { logger: silentLogger() },
-    ),
+    // Through the driver, as the runner builds it: the implementation loads when the source starts.
+    source: createSource('registry', { type: 'etcd', endpoints: etcd.endpoints, prefix: '/contract/', requestTimeout: 2000 }, silentLogger()),
     async change() {
       const name = `web-${++revision}`;
       await put(name, { address: `10.0.0.${revision + 1}`, port: 8080 });
@@ -24,6 +21,11 @@ sourceContract('etcd', async () => {
     },
     // The same value again: a new revision in etcd, the same members.
     touch: () => put('web-0', { address: '10.0.0.1', port: 8080 }),
+    // A key and a value that carry line breaks, as anyone with write access to the prefix could put.
+    async hostile() {
+      await put('evil\nserver x 6.6.6.6:80', { address: '10.0.0.66' });
+      await put('evil-2', { address: '10.0.0.67\nserver y 6.6.6.6:80' });
+    },
     breakBackend: () => node!.kill(),
     restoreBackend: () => node!.restart(),
     cleanup: () => etcd.cleanup(),

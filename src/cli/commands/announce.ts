@@ -1,15 +1,10 @@
-import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { Option, type Command } from 'commander';
 import { startAnnouncer, type AnnounceOptions } from '../../etcd/announce.js';
-import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoints } from '../../etcd/endpoints.js';
+import { parseEtcdEndpoints } from '../../etcd/endpoints.js';
 import { sanitizeMembers } from '../../sources/snapshot.js';
-import { commandContext, type CliIo } from '../context.js';
+import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { durationOption, usageError } from '../options.js';
-
-/** The environment variable `announce` reads the etcd password from. */
-export const PASSWORD_ENV = 'ROSTERD_ETCD_PASSWORD';
+import { PASSWORD_ENV, usageError } from '../options.js';
 
 interface AnnounceFlags {
   endpoints: string;
@@ -33,64 +28,45 @@ interface AnnounceFlags {
  * which revoke the lease (the node leaves at once) and exit 0. What it announces is checked with the rules
  * rosterd applies to every member, so a node cannot announce something rosterd would drop.
  */
-export function registerAnnounce(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  program
-    .command('announce')
-    .description('register this node in etcd (under a lease, kept alive) until SIGTERM/SIGINT, which revoke it')
-    .requiredOption('--prefix <prefix>', 'key prefix the etcd source watches, e.g. /services/web/')
-    .requiredOption('--address <address>', "this node's address (IP address or host name)")
-    .addOption(new Option('--name <name>', 'member name: the key after the prefix').default(hostname(), 'the host name'))
-    .option('--port <port>', "this node's service port")
-    .addOption(new Option('--tag <key=value>', 'a tag (repeatable)').argParser((value: string, list: string[]) => [...list, value]).default([], 'none'))
-    .addOption(new Option('--ttl <duration>', 'lease time to live: how long a crashed node stays listed').default(10_000, '10s').argParser(durationOption('--ttl')))
-    .option('--endpoints <list>', 'etcd endpoints, comma-separated', DEFAULT_ETCD_ENDPOINT)
-    .option('--user <name>', 'etcd user name (the password comes from $ROSTERD_ETCD_PASSWORD or --password-file)')
-    .option('--password-file <file>', 'file holding the etcd password')
-    .addOption(new Option('--password <password>', 'etcd password (visible to other users in `ps`: prefer the environment variable or --password-file)').env(PASSWORD_ENV))
-    .option('--cacert <file>', 'CA certificate (PEM) that verifies the etcd servers')
-    .option('--cert <file>', 'client certificate (PEM)')
-    .option('--key <file>', "client certificate's key (PEM)")
-    .addOption(new Option('--request-timeout <duration>', 'how long each etcd request may take').default(5000, '5s').argParser(durationOption('--request-timeout')))
-    .action(async (flags: AnnounceFlags, command: Command) => {
-      const ctx = commandContext(command, io);
-      const options = announceOptions(flags, ctx.cwd);
-      let registered = false;
-      let finish!: (code: number) => void;
-      const done = new Promise<number>((resolveDone) => (finish = resolveDone));
-      const announcement = startAnnouncer(options, ctx.logger, {
-        onRegistered: () => (registered = true),
-        // Refused credentials at the start are a mistake to fix, not an outage to wait out.
-        onError: (failure) => {
-          if (!registered && !failure.retryable) finish(ExitCode.SOURCE);
-        },
-      });
-      let stopping = false;
-      const onSignal = (signal: NodeJS.Signals): void => {
-        if (!stopping) {
-          stopping = true;
-          ctx.logger.info({ signal }, 'leaving: revoking the lease');
-          finish(ExitCode.OK);
-        } else if (signal === 'SIGINT') {
-          ctx.logger.warn('second SIGINT: exiting without waiting for the revoke');
-          forceExit(130);
-        }
-      };
-      let forceExit!: (code: number) => void;
-      const forced = new Promise<number>((resolveForced) => (forceExit = resolveForced));
-      const handlers: [NodeJS.Signals, () => void][] = [
-        ['SIGTERM', () => onSignal('SIGTERM')],
-        ['SIGINT', () => onSignal('SIGINT')],
-      ];
-      if (io.handleSignals !== false) for (const [signal, handler] of handlers) process.on(signal, handler);
-      try {
-        const code = await done;
-        stopping = true;
-        setExit(await Promise.race([announcement.stop().then(() => code), forced]));
-      } finally {
-        for (const [signal, handler] of handlers) process.off(signal, handler);
-      }
-    });
-}
+export const action: CommandAction<AnnounceFlags> = async (flags, ctx) => {
+  const { io } = ctx;
+  const options = announceOptions(flags, ctx.cwd);
+  let registered = false;
+  let finish!: (code: number) => void;
+  const done = new Promise<number>((resolveDone) => (finish = resolveDone));
+  const announcement = startAnnouncer(options, ctx.logger, {
+    onRegistered: () => (registered = true),
+    // Refused credentials at the start are a mistake to fix, not an outage to wait out.
+    onError: (failure) => {
+      if (!registered && !failure.retryable) finish(ExitCode.SOURCE);
+    },
+  });
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!stopping) {
+      stopping = true;
+      ctx.logger.info({ signal }, 'leaving: revoking the lease');
+      finish(ExitCode.OK);
+    } else if (signal === 'SIGINT') {
+      ctx.logger.warn('second SIGINT: exiting without waiting for the revoke');
+      forceExit(130);
+    }
+  };
+  let forceExit!: (code: number) => void;
+  const forced = new Promise<number>((resolveForced) => (forceExit = resolveForced));
+  const handlers: [NodeJS.Signals, () => void][] = [
+    ['SIGTERM', () => onSignal('SIGTERM')],
+    ['SIGINT', () => onSignal('SIGINT')],
+  ];
+  if (io.handleSignals !== false) for (const [signal, handler] of handlers) process.on(signal, handler);
+  try {
+    const code = await done;
+    stopping = true;
+    return await Promise.race([announcement.stop().then(() => code), forced]);
+  } finally {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  }
+};
 
 /** Checks the flags and builds the announcer's options; throws a usage error naming the flag. */
 function announceOptions(flags: AnnounceFlags, cwd: string): AnnounceOptions {

@@ -1,40 +1,29 @@
-import { Option, type Command } from 'commander';
-import type { FleetView } from '../../fleet/survey.js';
+import { loadConfig } from '../../config/load.js';
+import { firstSerfSource, surveyThrough, type FleetView } from '../../fleet/survey.js';
 import { forTerminal } from '../../ops/escape.js';
-import { commandContext, type CliIo } from '../context.js';
+import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { durationOption, usageError } from '../options.js';
+import { usageError } from '../options.js';
 
 /**
  * `rosterd fleet`: asks every rosterd of the config's `fleet.group` in the Serf cluster what it serves, and
  * marks those that differ from the majority, or lag (differ for longer than `--lag`). Exit 0 when none lags,
  * 1 when one lags or answered something unreadable, or when none answered.
  */
-export function registerFleet(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  program
-    .command('fleet')
-    .description('list the rosterds of the Serf cluster and mark those that differ from the majority or lag')
-    .option('--json', 'print JSON ({ source, self, view }) instead of a table')
-    .option('--source <name>', 'the Serf source whose agent to ask (default: the first in the config)')
-    .addOption(new Option('--lag <duration>', 'a rosterd that differs for longer than this lags (default: fleet.lag)').argParser(durationOption('--lag')))
-    .addOption(new Option('--timeout <duration>', 'how long to wait for answers (default: fleet.timeout)').argParser(durationOption('--timeout')))
-    .action(async (options: { json?: boolean; source?: string; lag?: number; timeout?: number }, command: Command) => {
-      const ctx = commandContext(command, io);
-      const [{ loadConfig }, { firstSerfSource, surveyThrough }] = await Promise.all([import('../../config/load.js'), import('../../fleet/survey.js')]);
-      const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
-      const serf = firstSerfSource(options.source === undefined ? config.sources : { [options.source]: config.sources[options.source] });
-      if (!serf) {
-        throw usageError(options.source === undefined ? 'the config has no serf source to ask the fleet through' : `--source: no serf source named ${JSON.stringify(options.source)} in the config`);
-      }
-      const [source, serfConfig] = serf;
-      const { group } = config.fleet;
-      const { self, view } = await surveyThrough({ ...serfConfig, group, timeout: options.timeout ?? config.fleet.timeout, lag: options.lag ?? config.fleet.lag });
-      io.stdout.write(options.json ? `${JSON.stringify({ source, self, view }, null, 2)}\n` : formatFleet(view, self, group));
-      const failed = view.nodes.length === 0 || view.nodes.some((n) => n.lagging || !n.valid);
-      if (view.nodes.length === 0) ctx.logger.error(`no rosterd of group ${group} answered within ${options.timeout ?? config.fleet.timeout} ms`);
-      setExit(failed ? ExitCode.TEMPLATE_FAILED : ExitCode.OK);
-    });
-}
+export const action: CommandAction<{ json?: boolean; source?: string; lag?: number; timeout?: number }> = async (options, ctx) => {
+  const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+  const serf = firstSerfSource(options.source === undefined ? config.sources : { [options.source]: config.sources[options.source] });
+  if (!serf) {
+    throw usageError(options.source === undefined ? 'the config has no serf source to ask the fleet through' : `--source: no serf source named ${JSON.stringify(options.source)} in the config`);
+  }
+  const [source, serfConfig] = serf;
+  const { group } = config.fleet;
+  const { self, view } = await surveyThrough({ ...serfConfig, group, timeout: options.timeout ?? config.fleet.timeout, lag: options.lag ?? config.fleet.lag });
+  ctx.io.stdout.write(options.json ? `${JSON.stringify({ source, self, view }, null, 2)}\n` : formatFleet(view, self, group));
+  const failed = view.nodes.length === 0 || view.nodes.some((n) => n.lagging || !n.valid);
+  if (view.nodes.length === 0) ctx.logger.error(`no rosterd of group ${group} answered within ${options.timeout ?? config.fleet.timeout} ms`);
+  return failed ? ExitCode.TEMPLATE_FAILED : ExitCode.OK;
+};
 
 /**
  * The fleet as a table: one line per rosterd and template, the rosterd this agent belongs to starred, and

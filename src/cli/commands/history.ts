@@ -1,8 +1,7 @@
-import { Option, type Command } from 'commander';
 import type { HistoryEntry } from '../../ops/history.js';
 import { forTerminal } from '../../ops/escape.js';
 import { formatEntry } from '../../ops/history-text.js';
-import { commandContext, type CliIo } from '../context.js';
+import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
 
@@ -14,47 +13,31 @@ const FETCH_TIMEOUT_MS = 5000;
  * (`/history`). Member names and command output are shown with every character a terminal would act on
  * written out (`\u{1b}`), so a hostile name cannot rewrite the screen.
  */
-export function registerHistory(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  program
-    .command('history')
-    .description("print a running daemon's render history (from its status endpoint), oldest first")
-    .option('--url <url>', 'the status endpoint (default: http://<http.listen of the config>)')
-    .option('-t, --template <name>', 'only this template')
-    .addOption(new Option('-n, --limit <count>', 'the last COUNT renders').default(20).argParser(countOption))
-    .option('--diff', 'print the diff of each installed file')
-    .option('--json', 'print the entries as JSON')
-    .action(async (options: { url?: string; template?: string; limit: number; diff?: boolean; json?: boolean }, command: Command) => {
-      const ctx = commandContext(command, io);
-      const base = options.url ?? (await endpointOfConfig(ctx.options.config, ctx.cwd));
-      const url = new URL('/history', base);
-      if (options.template !== undefined) url.searchParams.set('template', options.template);
-      url.searchParams.set('limit', String(options.limit));
-      let entries: HistoryEntry[];
-      let kept: boolean;
-      try {
-        const response = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
-        if (!response.ok) throw new Error(`${response.status} ${response.statusText}: ${(await response.text()).trim()}`);
-        ({ entries, kept } = (await response.json()) as { entries: HistoryEntry[]; kept: boolean });
-      } catch (err) {
-        const cause = (err as Error & { cause?: Error }).cause;
-        io.stderr.write(`rosterd: cannot read the history from ${url.origin}: ${forTerminal(cause?.message ?? (err as Error).message)}\n`);
-        setExit(ExitCode.SOURCE);
-        return;
-      }
-      if (options.json) io.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
-      else if (!kept) io.stdout.write('the daemon keeps no history\n');
-      else if (entries.length === 0) io.stdout.write(`no render yet${options.template === undefined ? '' : ` of ${forTerminal(options.template)}`}\n`);
-      else for (const entry of entries) io.stdout.write(formatEntry(entry, options.diff === true));
-      setExit(ExitCode.OK);
-    });
-}
+export const action: CommandAction<{ url?: string; template?: string; limit: number; diff?: boolean; json?: boolean }> = async (options, ctx) => {
+  const { io } = ctx;
+  const base = options.url ?? (await endpointOfConfig(ctx.options.config, ctx.cwd));
+  const url = new URL('/history', base);
+  if (options.template !== undefined) url.searchParams.set('template', options.template);
+  url.searchParams.set('limit', String(options.limit));
+  let entries: HistoryEntry[];
+  let kept: boolean;
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}: ${(await response.text()).trim()}`);
+    ({ entries, kept } = (await response.json()) as { entries: HistoryEntry[]; kept: boolean });
+  } catch (err) {
+    const cause = (err as Error & { cause?: Error }).cause;
+    io.stderr.write(`rosterd: cannot read the history from ${url.origin}: ${forTerminal(cause?.message ?? (err as Error).message)}\n`);
+    return ExitCode.SOURCE;
+  }
+  if (options.json) io.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+  else if (!kept) io.stdout.write('the daemon keeps no history\n');
+  else if (entries.length === 0) io.stdout.write(`no render yet${options.template === undefined ? '' : ` of ${forTerminal(options.template)}`}\n`);
+  else for (const entry of entries) io.stdout.write(formatEntry(entry, options.diff === true));
+  return ExitCode.OK;
+};
 
 // --- internal ---
-
-function countOption(value: string): number {
-  if (!/^\d{1,9}$/.test(value) || Number(value) === 0) throw usageError(`--limit: "${value}" is not a positive whole number`);
-  return Number(value);
-}
 
 /** The config's `http.listen` as a URL to connect to: an address of all interfaces becomes the loopback. */
 async function endpointOfConfig(file: string | undefined, cwd: string): Promise<string> {

@@ -1,33 +1,24 @@
-import { Option, type Command } from 'commander';
 import type { Member } from '../../sources/types.js';
-import { commandContext, type CliIo } from '../context.js';
+import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { durationOption } from '../options.js';
 
 /** `rosterd members`: print the members each source sees (after validation), then exit. */
-export function registerMembers(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  program
-    .command('members')
-    .description('print the members each source sees, then exit')
-    .option('--json', 'print JSON ({ "<source>": [members] }) instead of a table')
-    .addOption(new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout')))
-    .action(async (options: { json?: boolean; timeout: number }, command: Command) => {
-      const ctx = commandContext(command, io);
-      const [{ loadConfig }, { Roster }, { createSource }] = await Promise.all([import('../../config/load.js'), import('../../runner/roster.js'), import('../../sources/index.js')]);
-      const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
-      const roster = new Roster(ctx.logger);
-      roster.onError((source, error) => ctx.logger.child({ source }).error(error.message));
-      try {
-        for (const [name, sourceConfig] of Object.entries(config.sources)) await roster.add(name, createSource(name, sourceConfig, ctx.logger));
-        await roster.waitForFirst(roster.names(), options.timeout);
-        const bySource = Object.fromEntries(roster.names().map((name) => [name, [...(roster.status(name)?.members ?? [])]]));
-        io.stdout.write(options.json ? `${JSON.stringify(bySource, null, 2)}\n` : formatTable(Object.values(bySource).flat()));
-        setExit(ExitCode.OK);
-      } finally {
-        await roster.stop();
-      }
-    });
-}
+export const action: CommandAction<{ json?: boolean; timeout: number }> = async (options, ctx) => {
+  const { io } = ctx;
+  const [{ loadConfig }, { Roster }, { createSource }] = await Promise.all([import('../../config/load.js'), import('../../runner/roster.js'), import('../../sources/index.js')]);
+  const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+  const roster = new Roster(ctx.logger);
+  roster.onError((source, error) => ctx.logger.child({ source }).error(error.message));
+  try {
+    for (const [name, sourceConfig] of Object.entries(config.sources)) await roster.add(name, createSource(name, sourceConfig, ctx.logger));
+    await roster.waitForFirst(roster.names(), options.timeout);
+    const bySource = Object.fromEntries(roster.names().map((name) => [name, [...(roster.status(name)?.members ?? [])]]));
+    io.stdout.write(options.json ? `${JSON.stringify(bySource, null, 2)}\n` : formatTable(Object.values(bySource).flat()));
+    return ExitCode.OK;
+  } finally {
+    await roster.stop();
+  }
+};
 
 /** A plain table: one member per line, columns aligned, tags as `k=v` sorted by key. */
 function formatTable(members: readonly Member[]): string {

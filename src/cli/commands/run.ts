@@ -1,9 +1,8 @@
-import type { Command } from 'commander';
 import { ConfigError, RosterdError } from '../../errors.js';
 import type { ServedState } from '../../fleet/served.js';
 import type { RenderHistory } from '../../ops/history.js';
 import type { Renderer } from '../../runner/renderer.js';
-import { commandContext, type CliIo, type CommandContext } from '../context.js';
+import type { CommandAction, CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
 import { parseListen } from '../../ops/http.js';
@@ -14,51 +13,43 @@ import { DAEMON_SIGNALS, takeEarlySignals } from '../early-signals.js';
  * `rosterd run` (the default command): the daemon. Renders on every change until SIGTERM/SIGINT;
  * SIGHUP re-reads the config and templates, and applies them only if all of it is valid.
  */
-export function registerRun(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  program
-    .command('run', { isDefault: true })
-    .description('watch the sources and keep every output up to date (the default command)')
-    .option('--listen <address>', 'serve the status page, /health, /ready, /metrics, /history and /fleet on this host:port (overrides http.listen)')
-    .action(async (options: { listen?: string }, command: Command) => {
-      const ctx = commandContext(command, io);
-      // Signals first: one that arrives while the config loads must neither kill the process nor be lost.
-      const signals = new SignalInbox(io.handleSignals !== false);
+export const action: CommandAction<{ listen?: string }> = async (options, ctx) => {
+  // Signals first: one that arrives while the config loads must neither kill the process nor be lost.
+  const signals = new SignalInbox(ctx.io.handleSignals !== false);
+  try {
+    // Loaded when the command runs: other commands (`announce`) need none of it.
+    const [{ loadConfig }, { Renderer }, { FLEET_QUERY }, { createServedState }] = await Promise.all([
+      import('../../config/load.js'),
+      import('../../runner/renderer.js'),
+      import('../../fleet/answer.js'),
+      import('../../fleet/served.js'),
+    ]);
+    const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+    const listen = options.listen ?? config.http?.listen;
+    if (listen !== undefined) {
       try {
-        // Loaded when the command runs: other commands (`announce`) need none of it.
-        const [{ loadConfig }, { Renderer }, { FLEET_QUERY }, { createServedState }] = await Promise.all([
-          import('../../config/load.js'),
-          import('../../runner/renderer.js'),
-          import('../../fleet/answer.js'),
-          import('../../fleet/served.js'),
-        ]);
-        const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
-        const listen = options.listen ?? config.http?.listen;
-        if (listen !== undefined) {
-          try {
-            parseListen(listen);
-          } catch (err) {
-            throw usageError(`--listen: ${(err as Error).message}`);
-          }
-        }
-        if (signals.stopRequested) {
-          ctx.logger.info({ signal: signals.stopRequested }, 'stopping before the start');
-          setExit(ExitCode.OK);
-          return;
-        }
-        // The Serf sources answer the fleet's questions with what this daemon serves.
-        let served: ServedState | undefined;
-        const renderer = new Renderer(config, { logger: ctx.logger, serfQueries: { [FLEET_QUERY]: (question) => served?.answer(question) } });
-        served = createServedState(renderer);
-        try {
-          setExit(await daemon(renderer, ctx, listen, signals));
-        } finally {
-          served.close();
-        }
-      } finally {
-        signals.close();
+        parseListen(listen);
+      } catch (err) {
+        throw usageError(`--listen: ${(err as Error).message}`);
       }
-    });
-}
+    }
+    if (signals.stopRequested) {
+      ctx.logger.info({ signal: signals.stopRequested }, 'stopping before the start');
+      return ExitCode.OK;
+    }
+    // The Serf sources answer the fleet's questions with what this daemon serves.
+    let served: ServedState | undefined;
+    const renderer = new Renderer(config, { logger: ctx.logger, serfQueries: { [FLEET_QUERY]: (question) => served?.answer(question) } });
+    served = createServedState(renderer);
+    try {
+      return await daemon(renderer, ctx, listen, signals);
+    } finally {
+      served.close();
+    }
+  } finally {
+    signals.close();
+  }
+};
 
 /**
  * The daemon's signals from the first moment of `run` (and, through early-signals.ts, of the process). Until

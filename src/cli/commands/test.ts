@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
-import { commandContext, type CliIo } from '../context.js';
+import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 
 interface TestOptions {
@@ -12,32 +11,25 @@ interface TestOptions {
  * `rosterd test --fixtures DIR [--update]`: render every template from fixture member files, run each
  * template's check on its output, compare with the golden files under `DIR/expected/`. Installs and reloads
  * nothing. Exit 0 when all match, 1 with a unified diff per mismatch (or a failed check or render), 2 for a
- * config error or a missing fixture. What runs is loaded when the command runs.
+ * config error or a missing fixture.
  */
-export function registerTest(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  program
-    .command('test')
-    .description('render every template from fixture member files and compare with golden files; install and reload nothing')
-    .requiredOption('--fixtures <dir>', 'fixtures: <source name>.yaml|yml|json per source, golden files under expected/')
-    .option('--update', 'write the golden files of outputs that differ (and remove those of fan-out files no longer rendered)')
-    .action(async (options: TestOptions, command: Command) => {
-      const ctx = commandContext(command, io);
-      const [{ loadConfig }, { testTemplates }] = await Promise.all([import('../../config/load.js'), import('../../runner/template-test.js')]);
-      const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
-      const report = await testTemplates(config, { fixtures: resolve(ctx.cwd, options.fixtures), update: options.update === true, logger: ctx.logger });
-      const out = (line: string): boolean => io.stdout.write(`${line}\n`);
-      const label = { match: 'ok', differs: 'DIFFERS', updated: 'updated', checkFailed: 'CHECK FAILED', unexpected: 'UNEXPECTED', removed: 'removed' } as const;
-      for (const output of report.outputs) {
-        const note = output.status === 'unexpected' ? ' (a golden file that no output renders)' : output.error ? `: ${output.error.message}` : '';
-        out(`${label[output.status].padEnd(12)} expected/${output.golden}${note}`);
-        if (output.status === 'differs') io.stdout.write(output.diff ?? '');
-      }
-      for (const { template, error } of report.failures) out(`${'FAILED'.padEnd(12)} ${template}: ${error.message}`);
-      for (const { template, item, destination, reason } of report.refused) out(`${'refused'.padEnd(12)} ${template}: ${JSON.stringify(item)} → ${JSON.stringify(destination)}: ${reason}`);
-      const count = (status: keyof typeof label): number => report.outputs.filter((o) => o.status === status).length;
-      const failed = count('differs') + count('checkFailed') + count('unexpected') + report.failures.length;
-      const summary = [`${count('match')} match`, count('updated') ? `${count('updated')} updated` : '', count('removed') ? `${count('removed')} removed` : '', failed ? `${failed} failed` : ''];
-      out(`${report.outputs.length} output(s): ${summary.filter(Boolean).join(', ')}`);
-      setExit(failed > 0 ? ExitCode.TEMPLATE_FAILED : ExitCode.OK);
-    });
-}
+export const action: CommandAction<TestOptions> = async (options, ctx) => {
+  const { io } = ctx;
+  const [{ loadConfig }, { testTemplates }] = await Promise.all([import('../../config/load.js'), import('../../runner/template-test.js')]);
+  const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
+  const report = await testTemplates(config, { fixtures: resolve(ctx.cwd, options.fixtures), update: options.update === true, logger: ctx.logger });
+  const out = (line: string): boolean => io.stdout.write(`${line}\n`);
+  const label = { match: 'ok', differs: 'DIFFERS', updated: 'updated', checkFailed: 'CHECK FAILED', unexpected: 'UNEXPECTED', removed: 'removed' } as const;
+  for (const output of report.outputs) {
+    const note = output.status === 'unexpected' ? ' (a golden file that no output renders)' : output.error ? `: ${output.error.message}` : '';
+    out(`${label[output.status].padEnd(12)} expected/${output.golden}${note}`);
+    if (output.status === 'differs') io.stdout.write(output.diff ?? '');
+  }
+  for (const { template, error } of report.failures) out(`${'FAILED'.padEnd(12)} ${template}: ${error.message}`);
+  for (const { template, item, destination, reason } of report.refused) out(`${'refused'.padEnd(12)} ${template}: ${JSON.stringify(item)} → ${JSON.stringify(destination)}: ${reason}`);
+  const count = (status: keyof typeof label): number => report.outputs.filter((o) => o.status === status).length;
+  const failed = count('differs') + count('checkFailed') + count('unexpected') + report.failures.length;
+  const summary = [`${count('match')} match`, count('updated') ? `${count('updated')} updated` : '', count('removed') ? `${count('removed')} removed` : '', failed ? `${failed} failed` : ''];
+  out(`${report.outputs.length} output(s): ${summary.filter(Boolean).join(', ')}`);
+  return failed > 0 ? ExitCode.TEMPLATE_FAILED : ExitCode.OK;
+};
