@@ -258,7 +258,7 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
           'processes forked per event': (after[i]!.forks - before[i]!.forks) / events,
           'forks before serving (per join, max)': t.scripts
             ? `${t.scripts.processesPerRun} (the whole handler run)`
-            : `${beforeServing.reduce((a, b) => a + b, 0) / beforeServing.length} (max ${Math.max(...beforeServing)})`,
+            : `${Number((beforeServing.reduce((a, b) => a + b, 0) / beforeServing.length).toFixed(2))} (max ${Math.max(...beforeServing)})`,
           'what': after[i]!.what,
           'CPU per event (ms)': t.rosterd ? cpu / events : '',
           'reloads / new HAProxy processes': after[i]!.reloads - before[i]!.reloads,
@@ -266,7 +266,7 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
       }),
       notes: [
         "rosterd's children are counted by wrapping ChildProcess.prototype.spawn in the daemon (NODE_OPTIONS=--import); its CPU from /proc/<pid>/stat, the idle cost over the same time subtracted. The lab scripts' processes: handler runs × the processes one run forks (counted once with strace -f).",
-        "Forks before serving: rosterd's children (from the same spawn log, which also logs when each exits) started after the node's agent and over before the first response from the node. In runtime mode the new server is added through the runtime API before the candidate's haproxy -c check, which then runs while the node already serves; in reload mode the check and the reload come first. The lab scripts: every process of the handler run comes before the new HAProxy that serves the node.",
+        "Forks before serving: rosterd's children (from the same spawn log, which also logs when each exits) started after the node's agent and over before its HAProxy listed the node as a running server (`show servers state`, polled every few ms during the join), or before the first response if that came first. In runtime mode the new server is added through the runtime API before the candidate's haproxy -c check, which then runs while the node already serves; in reload mode the check and the reload come first. The lab scripts: every process of the handler run comes before the new HAProxy that serves the node.",
         'Goals: rosterd CPU per event ≤ 20 ms; runtime mode forks nothing before a new node serves.',
       ],
     };
@@ -281,7 +281,10 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
 
   async function sample(name: string, index?: number): Promise<void> {
     const node = await nodes.start(name);
+    // When each rosterd's HAProxy first lists the node as a running server in the balancing: where serving starts.
+    const inRotation = targets.map((t) => (t.masterSocket ? watchServer(t.masterSocket, name) : undefined));
     const firsts = await Promise.all(probes.map((p) => waitFor(() => p.served.get(name)?.first, `${name} to serve`, { timeout: 20_000, interval: 5 })));
+    const rotation = await Promise.all(inRotation.map((w) => w?.stop()));
     const joinEvent = await waitFor(() => streamed.get(`member-join ${name}`), `Serf's member-join of ${name}`, { timeout: 10_000 });
     const leftAt = await node.leave();
     // The last response: none for 1.5 s on any load balancer (the app itself serves for 3 s more).
@@ -291,9 +294,10 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
     const spawned = await Promise.all(targets.map(async (t) => (t.rosterd ? forkSpans(await readSpawnLog(t.rosterd.spawnLog)) : [])));
     probes.forEach((p, i) => {
       joins[i]!.push(firsts[i]! - node.startedAt);
-      // On the way to serving: started after the agent and over before the first response (a process that is
-      // still running then, such as a check after the server was added, did not hold the node back).
-      forksBeforeServing[i]!.push(spawned[i]!.filter(({ at, exited }) => at >= node.startedAt && exited !== undefined && exited <= firsts[i]!).length);
+      // On the way to serving: started after the agent and over before HAProxy put the node in rotation (a
+      // process still running then, such as a check after the server was added, did not hold the node back).
+      const serving = Math.min(rotation[i] ?? Infinity, firsts[i]!);
+      forksBeforeServing[i]!.push(spawned[i]!.filter(({ at, exited }) => at >= node.startedAt && exited !== undefined && exited <= serving).length);
       leaves[i]!.push(p.served.get(name)!.last - leftAt);
     });
     serfJoin.push(joinEvent - node.startedAt);
@@ -301,6 +305,34 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
     listedJoin.push((listed.get(`alive ${name}`) ?? Number.NaN) - node.startedAt);
     listedLeave.push((listed.get(`gone ${name}`) ?? Number.NaN) - leftAt);
   }
+}
+
+/**
+ * Polls `show servers state web` on the current worker every few ms until it lists `name` running (op_state 2)
+ * and in no maintenance or drain (admin state 0); `stop()` resolves with when that was first seen.
+ */
+function watchServer(masterSocket: string, name: string): { stop(): Promise<number | undefined> } {
+  let seen: number | undefined;
+  let running = true;
+  const done = (async () => {
+    while (running && seen === undefined) {
+      const text = await masterCliCommand(masterSocket, '@1 show servers state web', { timeout: 1000 }).catch(() => '');
+      const at = now();
+      // Fields: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+      if (text.split('\n').some((line) => {
+        const fields = line.split(' ');
+        return fields[3] === name && fields[5] === '2' && fields[6] === '0';
+      })) seen = at;
+      else await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await done;
+      return seen;
+    },
+  };
 }
 
 /** CPU ticks, processes forked so far (and which), reloads so far. */

@@ -39,7 +39,8 @@ export default {
       check: ['haproxy', '-c', '-f', '{{candidate}}'],
       // The built-in HAProxy reloader, in runtime mode: when only server lines changed (a node joined, left or
       // moved, a weight changed), the change goes through HAProxy's runtime API on the master CLI, with no
-      // reload and no new worker; `show servers state` must then match the file. Anything else (or a runtime
+      // reload and no new worker, even before the check above runs (a failed check undoes it); `show servers
+      // state` must then match the file. Anything else (or a runtime
       // error) is a reload: `reload` on the master CLI, confirmed through `show proc` (a new worker and no
       // failed reload); on failure the previous haproxy.cfg is put back. Before each reload the servers' state
       // is saved for the new worker (server-state-file in the template), so health checks do not start over.

@@ -257,7 +257,7 @@ backend web
     await work?.cleanup();
   });
 
-  it('applies a join before the candidate\'s check: it serves while the check runs; a failed check undoes it, a passed one installs the file', async () => {
+  it('applies a join and a departure before the candidate\'s check: a failed check undoes them, a passed one installs the file', async () => {
     const dirPath = join(work.path, 'early');
     await mkdir(dirPath, { recursive: true });
     const port = await freePort();
@@ -345,6 +345,19 @@ const timer = setInterval(() => {
         expect(reloads).toEqual(['runtime']);
         expect(await readFile(destination, 'utf8')).toMatch(/server d /);
         expect(await names()).toEqual(['a', 'd']);
+
+        // A departure: drained before the check (no new requests), made ready again when the check fails.
+        const admin = async (server: string): Promise<number | undefined> => {
+          const line = (await masterCliCommand(masterSocket, '@1 show servers state web', { retryEmpty: true })).split('\n').find((l) => l.split(' ')[3] === server);
+          return line === undefined ? undefined : Number(line.split(' ')[6]);
+        };
+        await writeFile(join(dirPath, 'members.json'), members(['d']));
+        await waitFor(async () => (await waiting()) && ((await admin('a')) ?? 0) & 0x08, 'web/a to be drained while the check waits', { timeout: 30_000 });
+        await writeFile(gate, 'fail');
+        await waitFor(() => failed.length > 1, 'the second check to fail', { timeout: 30_000 });
+        expect(await admin('a')).toBe(0);
+        expect(await names()).toEqual(['a', 'd']);
+        expect(await readFile(destination, 'utf8')).toMatch(/server a /);
         expect(await pids()).toEqual(before);
       } catch (err) {
         throw new Error(`${(err as Error).message}\n--- rosterd log ---\n${logged.join('\n')}`, { cause: err });
