@@ -21,7 +21,7 @@ const SRC = join(ROOT, 'src');
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts', 'logger.ts', 'version.ts', 'retry.ts', 'members', 'net', 'config-blocks'],
-  ['serf', 'etcd', 'haproxy', 'output', 'render', 'exec', 'commands'],
+  ['serf', 'etcd', 'haproxy', 'output', 'render', 'exec', 'reload'],
   ['sources'],
   ['config'],
   ['runner'],

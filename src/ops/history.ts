@@ -3,7 +3,7 @@ import type { HistoryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { Member } from '../members/model.js';
 import { boundedDiff } from '../output/diff.js';
-import type { FileChange } from '../commands/reloader.js';
+import type { FileChange } from '../reload/reloader.js';
 import type { RenderReport } from '../runner/events.js';
 import type { Renderer } from '../runner/renderer.js';
 import { contentHash } from './content-hash.js';

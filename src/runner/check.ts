@@ -1,5 +1,5 @@
 import { dirname } from 'node:path';
-import { commandFailure, logFailedOutput } from '../commands/reloader.js';
+import { commandFailure, logFailedOutput } from '../reload/reloader.js';
 import { runCommand } from '../exec/run.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { TemplateRunError } from '../errors.js';

@@ -1,4 +1,4 @@
-import type { FileChange } from '../commands/reloader.js';
+import type { FileChange } from '../reload/reloader.js';
 import type { RosterdError, SourceError, TemplateRunError } from '../errors.js';
 import type { Member } from '../members/model.js';
 

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
-import type { FileChange, Reloader } from '../commands/reloader.js';
+import type { FileChange, Reloader } from '../reload/reloader.js';
 import type { FanOutConfig, ResolvedTemplate } from '../config/load.js';
 import type { ForEach } from '../config/schema.js';
 import { RosterdError, TemplateError, TemplateRunError, type InstallStep } from '../errors.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { EarlyApply, FileChange, Reloader } from '../commands/reloader.js';
+import type { EarlyApply, FileChange, Reloader } from '../reload/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { InstallError, RosterdError, TemplateError, TemplateRunError, type InstallStep } from '../errors.js';
 import type { Logger } from '../logger.js';

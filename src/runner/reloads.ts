@@ -1,4 +1,4 @@
-import { logFailedOutput, type FileChange, type Reloader, type ReloadOutcome } from '../commands/reloader.js';
+import { logFailedOutput, type FileChange, type Reloader, type ReloadOutcome } from '../reload/reloader.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
-import { createReloader, type EarlyApply, type FileChange, type Reloader } from '../commands/reloader.js';
+import { createReloader, type EarlyApply, type FileChange, type Reloader } from '../reload/reloader.js';
 import type { ConfigExport } from '../config/define.js';
 import { formatDuration } from '../config/duration.js';
 import { loadConfig, type ResolvedConfig, type ResolvedTemplate } from '../config/load.js';

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createReloader, type Reloader, type ReloadOutcome } from '../../src/commands/reloader.js';
+import { createReloader, type Reloader, type ReloadOutcome } from '../../src/reload/reloader.js';
 import { masterCliCommand } from '../../src/haproxy/master-cli.js';
 import { parseShowProc } from '../../src/haproxy/show-proc.js';
 import { createLogger } from '../../src/logger.js';
