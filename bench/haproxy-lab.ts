@@ -62,7 +62,11 @@ export async function run(): Promise<BenchSection[]> {
   try {
     const runtimeSpawns = join(dir, 'spawns-runtime.jsonl');
     // BENCH_CPU_PROF=<dir>: the runtime-mode rosterd writes a V8 CPU profile there when it exits.
-    const profile = process.env.BENCH_CPU_PROF ? { ROSTERD_CPU_PROF: process.env.BENCH_CPU_PROF } : {};
+    // BENCH_GC_LOG=<file>: it appends one JSON line per garbage collection there (when, how long, which kind).
+    const profile = {
+      ...(process.env.BENCH_CPU_PROF ? { ROSTERD_CPU_PROF: process.env.BENCH_CPU_PROF } : {}),
+      ...(process.env.BENCH_GC_LOG ? { ROSTERD_GC_LOG: process.env.BENCH_GC_LOG } : {}),
+    };
     await lab.run(['up', '--nodes', '2'], { env: { NODE_OPTIONS: nodeOptions, ROSTERD_SPAWN_LOG: runtimeSpawns, ...profile } });
     stops.push(async () => {
       await lab.run(['down'], { allowFailure: true }).catch(() => undefined);
@@ -222,6 +226,7 @@ async function measureJoinLeave(targets: Target[], nodes: NodeFactory, serfRpc: 
     for (let i = 1; i <= SAMPLES; i++) await sample(`j-${i}`, i - 1);
     const elapsed = (now() - started) / 1000;
     const after = await Promise.all(targets.map(costSnapshot));
+    if (process.env.BENCH_GC_LOG) console.error(`cost window: ${Math.round(started)} to ${Math.round(now())} (ms since the epoch)`);
     // The idle cost of the same processes, to subtract: once the last change's late event has come and gone.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const idleFrom = await Promise.all(targets.map(costSnapshot));
@@ -652,6 +657,14 @@ if (log && /[\\\\/]cli[\\\\/]bin\\.js$/.test(process.argv[1] ?? '')) {
     this.once('exit', () => appendFileSync(log, JSON.stringify({ exited: Date.now(), pid }) + '\\n'));
     return result;
   };
+}
+// Garbage collections, one JSON line each, to tell their share of the CPU without a profiler's own cost.
+const gcLog = process.env.ROSTERD_GC_LOG;
+if (gcLog && /[\\/]cli[\\/]bin\\.js$/.test(process.argv[1] ?? '')) {
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) appendFileSync(gcLog, JSON.stringify({ pid: process.pid, at: Math.round(performance.timeOrigin + e.startTime), ms: e.duration, kind: e.detail?.kind }) + '\\n');
+  }).observe({ entryTypes: ['gc'] });
 }
 // A CPU profile of the whole run, written at exit (NODE_OPTIONS may not carry --cpu-prof).
 const profileDir = process.env.ROSTERD_CPU_PROF;

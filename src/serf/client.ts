@@ -151,6 +151,16 @@ export interface SerfStream {
 /** The levels a log monitor can ask for, from the most to the least verbose. */
 export type SerfLogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERR';
 
+/** Options of `SerfClient.monitor()`. */
+export interface SerfMonitorOptions {
+  /**
+   * Called with a line's UTF-8 bytes before the line is decoded; a line it refuses is dropped unread. At DEBUG
+   * the agent logs its own RPC traffic (dumps of whole replies), so a cheap byte test here saves decoding most
+   * of the stream. A record of an unexpected shape is always decoded (and checked) as usual.
+   */
+  accept?: (line: Buffer) => boolean;
+}
+
 /** Events of a `SerfClient`. */
 export interface SerfClientEvents {
   /** The connection is gone. `error` is undefined after `close()`, else what ended it. */
@@ -271,8 +281,15 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
    * The agent first replays the recent lines it keeps (up to 512), then sends each new one as it is written.
    * Log text differs between Serf versions: use it as a hint, not as data. `onLine` must not throw.
    */
-  async monitor(level: SerfLogLevel, onLine: (line: string) => void): Promise<SerfStream> {
+  async monitor(level: SerfLogLevel, onLine: (line: string) => void, options: SerfMonitorOptions = {}): Promise<SerfStream> {
+    const { accept } = options;
     const handler: StreamHandler = { parse: parseLogRecord, deliver: onLine as (record: unknown) => void };
+    if (accept !== undefined) {
+      handler.skip = (bytes) => {
+        const line = logLineBytes(bytes);
+        return line !== undefined && !accept(line);
+      };
+    }
     return this.#openStream('monitor', { LogLevel: level }, handler);
   }
 
@@ -440,6 +457,7 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
     try {
       const { msgpack } = codec();
       for (const bytes of this.#scanner.push(chunk)) {
+        if (this.#skipUnread(bytes)) continue;
         this.#onValue(msgpack.decode(bytes));
         if (this.#failed) return;
       }
@@ -448,6 +466,16 @@ export class SerfClient extends EventEmitter<SerfClientEvents> {
       const error = err instanceof SerfError ? err : new SerfError('protocol', `invalid data from the Serf agent at ${this.address}: ${detail}`, { cause: err });
       this.#fail(error);
     }
+  }
+
+  /** Drops a stream record its handler refuses from its bytes alone (see `SerfMonitorOptions.accept`). */
+  #skipUnread(bytes: Buffer): boolean {
+    const last = this.#last;
+    if (last === undefined || last.bodySeen || last.awaiting !== undefined) return false;
+    const skip = this.#streams.get(last.seq)?.skip;
+    if (skip === undefined || !skip(bytes)) return false;
+    last.bodySeen = true;
+    return true;
   }
 
   #onValue(value: unknown): void {
@@ -591,6 +619,8 @@ const MEMBER_EVENTS = new Set<string>(['member-join', 'member-leave', 'member-fa
 interface StreamHandler {
   parse: (body: unknown) => unknown;
   deliver: (record: unknown) => void;
+  /** True for a record to drop without decoding it; only ever true for a value that cannot be a header. */
+  skip?: (bytes: Buffer) => boolean;
 }
 
 interface Pending {
@@ -695,6 +725,25 @@ function parseStreamEvent(raw: unknown): SerfStreamEvent {
 function parseQueryRecord(raw: unknown): { type: string; from: string; payload: Buffer | null } {
   if (!isMap(raw)) throw new Error('a query record is not a map');
   return { type: text(raw.Type, 'Type'), from: text(raw.From, 'From'), payload: bytesOrNull(raw.Payload) };
+}
+
+/**
+ * The line of a log record, `{"Log": "<line>"}`, as bytes, read from the record's own bytes: a map of one key
+ * (so never a header, which has two), the key `Log`, a string filling the rest. Undefined for any other shape,
+ * which is then decoded and checked as usual.
+ */
+function logLineBytes(bytes: Buffer): Buffer | undefined {
+  // 0x81: a map of one entry; 0xa3 'L' 'o' 'g': the key.
+  if (bytes.length < 6 || bytes[0] !== 0x81 || bytes[1] !== 0xa3 || bytes[2] !== 0x4c || bytes[3] !== 0x6f || bytes[4] !== 0x67) return undefined;
+  const type = bytes[5]!;
+  let start: number;
+  let length: number;
+  if (type >= 0xa0 && type <= 0xbf) [start, length] = [6, type & 0x1f];
+  else if (type === 0xd9 && bytes.length >= 7) [start, length] = [7, bytes[6]!];
+  else if (type === 0xda && bytes.length >= 8) [start, length] = [8, bytes.readUInt16BE(6)];
+  else if (type === 0xdb && bytes.length >= 10) [start, length] = [10, bytes.readUInt32BE(6)];
+  else return undefined;
+  return start + length === bytes.length ? bytes.subarray(start) : undefined;
 }
 
 function parseLogRecord(raw: unknown): string {

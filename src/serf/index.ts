@@ -28,6 +28,7 @@ export type {
   SerfStats,
   SerfStream,
   SerfLogLevel,
+  SerfMonitorOptions,
 } from './client.js';
 export { SerfError } from './errors.js';
 export type { SerfErrorReason } from './errors.js';

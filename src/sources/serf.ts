@@ -33,6 +33,21 @@ const MEMBER_EVENTS = 'member-join,member-leave,member-failed,member-update,memb
  * before the level holds no `[`, so text inside a line (a member name, an RPC dump) cannot pass for one.
  */
 const MEMBERSHIP_LINE = /^[^[]*\[[A-Z]+\] serf: ((?:EventMember(?:Join|Leave|Failed|Update|Reap)|message(?:Join|Leave)Type)\b.*)$/;
+/**
+ * What a line must hold to match MEMBERSHIP_LINE, tested on its bytes before it is decoded: its first `[` opens
+ * an upper-case level followed by `] serf: `. Most lines at DEBUG are the agent's RPC lines (`agent.ipc`, with
+ * dumps of whole `members` replies), which this drops unread. UTF-8 keeps ASCII bytes for ASCII only, so a byte
+ * test is exact.
+ */
+function mayBeMembershipLine(line: Buffer): boolean {
+  const open = line.indexOf(0x5b); // '['
+  if (open < 0) return false;
+  let at = open + 1;
+  while (at < line.length && line[at]! >= 0x41 && line[at]! <= 0x5a) at++; // A-Z
+  const end = at + SERF_COMPONENT.length;
+  return at > open + 1 && end <= line.length && line.compare(SERF_COMPONENT, 0, SERF_COMPONENT.length, at, end) === 0;
+}
+const SERF_COMPONENT = Buffer.from('] serf: ');
 /** Gossip re-sends join and leave intents a few times: the same intent within this many ms is one change. */
 const INTENT_REPEAT_MS = 1000;
 /** Hint-triggered reads take at most this share of the time (a storm of changes on a big cluster). */
@@ -133,7 +148,7 @@ const createSerfSource = ((name, options, context) => {
    */
   async function openMonitor(from: SerfClient): Promise<void> {
     try {
-      await from.monitor('DEBUG', onLogLine);
+      await from.monitor('DEBUG', onLogLine, { accept: mayBeMembershipLine });
     } catch (err) {
       // An agent that refuses the monitor still has the stream and the poll; the connection is fine.
       if (!(err instanceof SerfError) || err.reason !== 'agent') throw err;

@@ -102,6 +102,15 @@ function expected(backend: Backend): Record<string, string> {
   return Object.fromEntries(Object.entries(backend.servers).map(([name, s]) => [name, `127.0.0.1:${apps.get(s.app)!.port} w${s.weight ?? 1}`]));
 }
 
+/** The servers of backend `web` that the running HAProxy has (`show servers state web`), sorted by name. */
+async function webServerNames(masterSocket: string): Promise<string[]> {
+  return (await masterCliCommand(masterSocket, '@1 show servers state web', { retryEmpty: true }))
+    .split('\n')
+    .filter((l) => /^\d+ web /.test(l))
+    .map((l) => l.split(' ')[3]!)
+    .sort();
+}
+
 /** Who answers GETs on fresh connections: until each of `names` has (weights may make one rare), at most 300. */
 async function servedBy(names: string[]): Promise<Set<string>> {
   const seen = new Set<string>();
@@ -304,12 +313,7 @@ const timer = setInterval(() => {
     try {
       const pids = async (): Promise<number[]> => parseShowProc(await masterCliCommand(masterSocket, 'show proc', { retryEmpty: true })).workers.map((w) => w.pid);
       const before = await pids();
-      const names = async (): Promise<string[]> =>
-        (await masterCliCommand(masterSocket, '@1 show servers state web', { retryEmpty: true }))
-          .split('\n')
-          .filter((l) => /^\d+ web /.test(l))
-          .map((l) => l.split(' ')[3]!)
-          .sort();
+      const names = (): Promise<string[]> => webServerNames(masterSocket);
       // The renderer's log, for the message of a failure.
       const logged: string[] = [];
       const logger = createLogger({ level: 'debug', format: 'json', destination: new Writable({ write: (chunk: Buffer, _encoding, done) => done(void logged.push(chunk.toString().trim())) }) });
@@ -391,12 +395,7 @@ const timer = setInterval(() => {
     await (await createRenderer(config)).renderOnce({ reload: false });
     proxy = await startHaproxy({ dir: work.path, config: await readFile(join(work.path, 'haproxy.cfg'), 'utf8') });
     const pids = await parseShowProc(await masterCliCommand(masterSocket, 'show proc')).workers.map((w) => w.pid);
-    const names = async (): Promise<string[]> =>
-      (await masterCliCommand(masterSocket, '@1 show servers state web', { retryEmpty: true }))
-        .split('\n')
-        .filter((l) => /^\d+ web /.test(l))
-        .map((l) => l.split(' ')[3]!)
-        .sort();
+    const names = (): Promise<string[]> => webServerNames(masterSocket);
 
     const renderer = await createRenderer(config);
     const metrics = createMetrics(renderer, 'test');

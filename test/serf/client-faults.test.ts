@@ -198,6 +198,26 @@ describe('SerfClient against a misbehaving agent', () => {
     expect(await client.members()).toEqual([]);
   });
 
+  it('drops monitor lines that `accept` refuses, and still checks records of another shape', async () => {
+    let seq = 0;
+    const record = (body: unknown) => Buffer.concat([header(seq), msgpack.encode(body)]);
+    const long = `[DEBUG] agent.ipc: ${'x'.repeat(70_000)}`;
+    const { client, closed } = await setup((request, socket) => {
+      if (request.command !== 'monitor') return;
+      seq = request.seq;
+      // Short (fixstr), str 8, str 16 and str 32 lines, then a record that is not a log line at all.
+      const lines = ['[INFO] serf: a', '[DEBUG] agent.ipc: b', `[INFO] serf: ${'c'.repeat(100)}`, `[DEBUG] agent: ${'d'.repeat(300)}`, long, `[INFO] serf: ${'e'.repeat(70_000)}`];
+      socket.write(Buffer.concat([reply(request.seq), ...lines.map((text) => record({ Log: text })), record({ Log: 42 })]));
+    });
+    const lines: string[] = [];
+    const offered: number[] = [];
+    await client.monitor('DEBUG', (text) => lines.push(text), { accept: (line) => (offered.push(line.length), line.includes('serf: ')) });
+    expect(await closed).toMatchObject({ reason: 'protocol', message: expect.stringMatching(/Log is not a string/) });
+    expect(lines.map((l) => l.slice(0, 16))).toEqual(['[INFO] serf: a', `[INFO] serf: ccc`, `[INFO] serf: eee`]);
+    expect(lines.map((l) => l.length)).toEqual([14, 113, 70_013]);
+    expect(offered).toEqual([14, 20, 113, 315, long.length, 70_013]);
+  });
+
   it('treats a malformed reply body as a protocol error', async () => {
     const { client, closed } = await setup((request, socket) => socket.write(reply(request.seq, { Members: [{ Name: 42 }] })));
     await expect(client.members()).rejects.toMatchObject({ reason: 'protocol', message: expect.stringMatching(/Name is not a string/) });
