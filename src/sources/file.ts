@@ -61,7 +61,7 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
               // Most events (other files in the directory, the trailing read) find the same text: nothing to say.
               if (text === lastText) continue;
               // Raw entries: the runner's snapshot gate validates them like any other untrusted member.
-              const members = parseMemberFile(name, path, text) as Member[];
+              const members = (await parseMemberFile(name, path, text)) as Member[];
               lastText = text;
               if (!stopped) onSnapshot(members);
             } catch (err) {
