@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import { SourceError } from '../errors.js';
 import type { Member } from '../members/model.js';
 import { validateFileOptions, type FileSourceOptions } from './drivers/file.js';
@@ -86,6 +86,9 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
         clearTimeout(trailing);
         trailing = setTimeout(read, TRAILING_READ_MS);
       };
+      // Imported here, not at the top: `import 'rosterd'` exports this factory and loads no file watcher.
+      const { watch } = await import('chokidar');
+      if (stopped) return;
       watcher = watch(directory, { ignoreInitial: true, depth: 0 });
       watcher.on('all', (event, changed) => {
         if (event !== 'unlink' || changed !== path) return refresh();
