@@ -55,9 +55,12 @@ export function silentLogger(): Logger {
 
 const require = createRequire(import.meta.url);
 
-/** pino, required when the first logger is made: importing rosterd loads no logger. */
+/**
+ * pino, required when the first logger is made: importing rosterd loads no logger. Through `vendor/pino.cjs`,
+ * which the build makes a bundle of pino.
+ */
 function loadPino(): typeof import('pino').pino {
-  return (require('pino') as typeof import('pino')).pino;
+  return (require('./vendor/pino.cjs') as typeof import('pino')).pino;
 }
 
 function isTty(destination: number | NodeJS.WritableStream): boolean {

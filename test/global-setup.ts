@@ -10,6 +10,8 @@ export default function setup(): void {
   const tsc = fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url));
   try {
     execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'pipe' });
+    // As `npm run build` does: the vendored packages become one bundled module each.
+    execFileSync(process.execPath, ['scripts/bundle-vendor.mjs'], { cwd: root, stdio: 'pipe' });
   } catch (err) {
     const output = (err as { stdout?: Buffer }).stdout?.toString() ?? '';
     throw new Error(`building dist/ for the tests failed:\n${output}`);

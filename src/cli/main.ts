@@ -10,8 +10,9 @@ import { countOption, durationOption, PASSWORD_ENV } from './options.js';
 import { VERSION } from '../version.js';
 
 // Required, not imported: Node imports a CommonJS package into an ES module only after scanning its source
-// for export names, a few ms of every start, `--version` included.
-const { Command, CommanderError, Option } = createRequire(import.meta.url)('commander') as typeof import('commander');
+// for export names, a few ms of every start, `--version` included. Through `vendor/commander.cjs`, which the
+// build makes a bundle of commander.
+const { Command, CommanderError, Option } = createRequire(import.meta.url)('../vendor/commander.cjs') as typeof import('commander');
 
 /**
  * Runs the CLI with `argv` (without the node and script paths) and returns the exit code. Known errors

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../vendor/zod.js';
 import { positiveDuration, type DurationInput } from './fields.js';
 
 /**

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../vendor/zod.js';
 import { parseListen } from '../net/address.js';
 import { SOURCE_DRIVERS, SOURCE_OPTION_SCHEMAS } from '../sources/registry.js';
 import { isSource, type Source } from '../sources/types.js';

@@ -19,7 +19,14 @@ export interface TrackedGroup {
   stoppedBy: NodeJS.Signals | undefined;
 }
 
+/** A command about to be spawned (its spawner still loading): {@link idle} waits for it, {@link killAllCommands} stops it. */
+export interface PendingStart {
+  /** Set by {@link killAllCommands}: the command must not be spawned. */
+  stoppedBy: NodeJS.Signals | undefined;
+}
+
 const running = new Set<TrackedGroup>();
+const starting = new Set<PendingStart>();
 let idleWaiters: Array<() => void> = [];
 
 /**
@@ -27,6 +34,7 @@ let idleWaiters: Array<() => void> = [];
  * each group that is still there after its `killGrace` gets SIGKILL. Their results say `stopped by killAllCommands`.
  */
 export function killAllCommands(signal: NodeJS.Signals = 'SIGTERM'): void {
+  for (const pending of starting) pending.stoppedBy ??= signal;
   for (const entry of running) {
     // A settled entry is a group whose SIGKILL is pending; it only gets the signal.
     if (!entry.settled) entry.stoppedBy ??= signal;
@@ -36,8 +44,21 @@ export function killAllCommands(signal: NodeJS.Signals = 'SIGTERM'): void {
 
 /** Resolves when no command is running (including pending SIGKILLs of groups that outlived their command). */
 export function idle(): Promise<void> {
-  if (running.size === 0) return Promise.resolve();
+  if (running.size === 0 && starting.size === 0) return Promise.resolve();
   return new Promise((resolve) => idleWaiters.push(resolve));
+}
+
+/** A command will be spawned once its spawner is loaded: from now on it counts as running for {@link idle}. */
+export function beginStart(): PendingStart {
+  const pending: PendingStart = { stoppedBy: undefined };
+  starting.add(pending);
+  return pending;
+}
+
+/** The pending start is over: spawned (and tracked by {@link trackGroup}) or given up. */
+export function endStart(pending: PendingStart): void {
+  starting.delete(pending);
+  wakeIdleWaiters();
 }
 
 /** Starts tracking the group of a command just spawned; the first one arms the exit hook. */
@@ -81,6 +102,11 @@ function release(entry: TrackedGroup): void {
   running.delete(entry);
   if (running.size > 0) return;
   process.off('exit', killOnExit);
+  wakeIdleWaiters();
+}
+
+function wakeIdleWaiters(): void {
+  if (running.size > 0 || starting.size > 0) return;
   const waiters = idleWaiters;
   idleWaiters = [];
   for (const resolve of waiters) resolve();

@@ -10,10 +10,10 @@
  *   alone (it was started on purpose). The timeout no longer applies once the command has exited.
  * - Nothing throws and nothing is logged: every outcome, spawn failures included, is a {@link CommandResult}.
  */
-import { execa } from 'execa';
+import type { execa as Execa } from 'execa';
 import { OutputCollector, type LineListener } from './output.js';
 import { placeholderEnv, resolveSpec, type CommandSpec } from './placeholders.js';
-import { settleGroup, stopGroup, trackGroup } from './process-group.js';
+import { beginStart, endStart, settleGroup, stopGroup, trackGroup } from './process-group.js';
 
 export { describeCommand, type CommandSpec } from './placeholders.js';
 export { idle, killAllCommands } from './process-group.js';
@@ -64,7 +64,7 @@ const MAX_DELAY = 2 ** 31 - 1;
  * cannot start is a result with `ok: false`.
  */
 export async function runCommand(spec: CommandSpec, options: RunOptions): Promise<CommandResult> {
-  const started = performance.now();
+  let started = performance.now();
   const elapsed = (): number => Math.round(performance.now() - started);
   const { file, args, command } = resolveSpec(spec, options.placeholders);
   const collector = new OutputCollector(options.onLine);
@@ -77,6 +77,29 @@ export async function runCommand(spec: CommandSpec, options: RunOptions): Promis
     error,
   });
   if (file === undefined) return failure('empty command');
+
+  // execa (a hundred modules) loads with the first command, not with every config that could run one. Until it
+  // has, the command counts as running: idle() waits for it and killAllCommands() stops it before it starts.
+  let execa = loadedExeca;
+  const pending = execa === undefined ? beginStart() : undefined;
+  // Ended once the command is tracked (or did not start), so that idle() does not resolve in between.
+  const endPending = (): void => {
+    if (pending !== undefined) endStart(pending);
+  };
+  if (execa === undefined) {
+    try {
+      execa = await loadExeca();
+    } catch (err) {
+      endPending();
+      return failure(`cannot start ${file}: ${oneLine(err instanceof Error ? err.message : String(err))}`);
+    }
+    if (pending?.stoppedBy !== undefined) {
+      endPending();
+      return failure(`stopped by killAllCommands (${pending.stoppedBy})`);
+    }
+    // The command's duration is its own, not execa's loading.
+    started = performance.now();
+  }
 
   let subprocess;
   try {
@@ -95,12 +118,14 @@ export async function runCommand(spec: CommandSpec, options: RunOptions): Promis
       windowsHide: true,
     });
   } catch (err) {
+    endPending();
     return failure(`cannot start ${file}: ${oneLine(err instanceof Error ? err.message : String(err))}`);
   }
   subprocess.stdout?.on('data', (chunk: Buffer) => collector.push('stdout', chunk));
   subprocess.stderr?.on('data', (chunk: Buffer) => collector.push('stderr', chunk));
 
   const entry = subprocess.pid === undefined ? undefined : trackGroup(subprocess.pid, options.killGrace ?? DEFAULT_KILL_GRACE);
+  endPending();
   let timedOut = false;
   let timer: NodeJS.Timeout | undefined;
   if (entry !== undefined && options.timeout > 0 && options.timeout <= MAX_DELAY) {
@@ -152,6 +177,14 @@ export async function runCommand(spec: CommandSpec, options: RunOptions): Promis
 }
 
 // --- internal ---
+
+let loadedExeca: typeof Execa | undefined;
+let loadingExeca: Promise<typeof Execa> | undefined;
+
+function loadExeca(): Promise<typeof Execa> {
+  loadingExeca ??= import('execa').then((module) => (loadedExeca = module.execa));
+  return loadingExeca;
+}
 
 function oneLine(text: string): string {
   return text.trim().replace(/\s*\n\s*/g, '; ');

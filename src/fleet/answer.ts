@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../vendor/zod.js';
 import { FLEET_GROUP } from '../config/fields.js';
 import { CONTROL } from '../members/text.js';
 

@@ -1,4 +1,8 @@
-import { createTwoFilesPatch, FILE_HEADERS_ONLY } from 'diff';
+import { createRequire } from 'node:module';
+
+// Required on the first diff, not imported: its twenty modules would load with every render, and most never diff.
+let diffModule: typeof import('diff') | undefined;
+const loadDiff = (): typeof import('diff') => (diffModule ??= createRequire(import.meta.url)('diff') as typeof import('diff'));
 
 /**
  * A unified diff of a rendered file, for `render --once --diff`, labelled as git does: `--- a/<path>` and
@@ -48,6 +52,7 @@ export function boundedDiff(
 function patch(path: string, before: string | undefined, after: string | undefined, bounds: { maxEditLength?: number; timeout?: number } = {}): string | undefined {
   if (before === after) return '';
   const label = path.replace(/^\/+/, '');
+  const { createTwoFilesPatch, FILE_HEADERS_ONLY } = loadDiff();
   return createTwoFilesPatch(before === undefined ? '/dev/null' : `a/${label}`, after === undefined ? '/dev/null' : `b/${label}`, before ?? '', after ?? '', undefined, undefined, {
     headerOptions: FILE_HEADERS_ONLY,
     ...bounds,

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import { SourceError } from '../errors.js';
 import type { Member } from '../members/model.js';
 import { validateFileOptions, type FileSourceOptions } from './drivers/file.js';
@@ -61,7 +61,7 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
               // Most events (other files in the directory, the trailing read) find the same text: nothing to say.
               if (text === lastText) continue;
               // Raw entries: the runner's snapshot gate validates them like any other untrusted member.
-              const members = parseMemberFile(name, path, text) as Member[];
+              const members = (await parseMemberFile(name, path, text)) as Member[];
               lastText = text;
               if (!stopped) onSnapshot(members);
             } catch (err) {
@@ -86,6 +86,9 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
         clearTimeout(trailing);
         trailing = setTimeout(read, TRAILING_READ_MS);
       };
+      // Imported here, not at the top: `import 'rosterd'` exports this factory and loads no file watcher.
+      const { watch } = await import('chokidar');
+      if (stopped) return;
       watcher = watch(directory, { ignoreInitial: true, depth: 0 });
       watcher.on('all', (event, changed) => {
         if (event !== 'unlink' || changed !== path) return refresh();

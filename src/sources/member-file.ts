@@ -1,7 +1,6 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { extname } from 'node:path';
-import yaml from 'js-yaml';
 import { SourceError } from '../errors.js';
 
 /**
@@ -15,7 +14,7 @@ import { SourceError } from '../errors.js';
  * Throws a non-retryable `SourceError` naming the file, line and column.
  */
 export async function readMemberFile(sourceName: string, path: string): Promise<unknown[]> {
-  return parseMemberFile(sourceName, path, await readMemberText(sourceName, path));
+  return await parseMemberFile(sourceName, path, await readMemberText(sourceName, path));
 }
 
 /**
@@ -44,9 +43,9 @@ export async function readMemberText(sourceName: string, path: string): Promise<
 }
 
 /** Parses a member file's text (JSON by extension, else YAML) into the raw member list. */
-export function parseMemberFile(sourceName: string, path: string, text: string): unknown[] {
+export async function parseMemberFile(sourceName: string, path: string, text: string): Promise<unknown[]> {
   if (text.trim() === '') throw new SourceError(sourceName, `member file ${path} is empty (write [] for no members)`, { retryable: false });
-  const data = extname(path).toLowerCase() === '.json' ? parseJson(sourceName, path, text) : parseYaml(sourceName, path, text);
+  const data = extname(path).toLowerCase() === '.json' ? parseJson(sourceName, path, text) : await parseYaml(sourceName, path, text);
   const list = Array.isArray(data) ? data : typeof data === 'object' && data !== null && Array.isArray((data as { members?: unknown }).members) ? (data as { members: unknown[] }).members : undefined;
   if (!list) throw new SourceError(sourceName, `${path}: expected a list of members or { members: [...] }`, { retryable: false });
   return list.map(normalizeMember);
@@ -67,7 +66,9 @@ function parseJson(sourceName: string, path: string, text: string): unknown {
   }
 }
 
-function parseYaml(sourceName: string, path: string, text: string): unknown {
+async function parseYaml(sourceName: string, path: string, text: string): Promise<unknown> {
+  // Imported on the first YAML file: `import 'rosterd'` (which exports the file source) loads no YAML parser.
+  const { default: yaml } = await import('js-yaml');
   try {
     return yaml.load(text, { filename: path, schema: yaml.CORE_SCHEMA });
   } catch (err) {

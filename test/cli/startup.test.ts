@@ -45,11 +45,16 @@ process.on('exit', () => appendFileSync(${JSON.stringify(record)}, Object.keys(c
 });
 afterAll(() => cleanup?.());
 
-/** The npm packages the last process loaded. */
+/**
+ * The npm packages the last process loaded: from node_modules, or bundled by the build into `dist/vendor/<name>.(c)js`
+ * (scripts/bundle-vendor.mjs), which counts as loading that package.
+ */
 async function loadedPackages(): Promise<Set<string>> {
   const text = await readFile(record, 'utf8');
   await writeFile(record, '');
-  return new Set([...text.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)].map((m) => m[1]!));
+  const fromNodeModules = [...text.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)].map((m) => m[1]!);
+  const vendored = [...text.matchAll(/\/dist\/vendor\/([^/\s.]+)\.c?js$/gm)].map((m) => m[1]!);
+  return new Set([...fromNodeModules, ...vendored]);
 }
 
 describe('rosterd announce loads what it needs only', () => {

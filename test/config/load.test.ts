@@ -175,6 +175,17 @@ describe('loadConfig', () => {
     expect(error.message).toMatch(/line|:\d+/);
   });
 
+  it('a YAML file given by path: blank is empty, missing is not found, and $import still merges', async () => {
+    await writeFile(join(dir, 'blank.yaml'), '  \n');
+    expect((await configError('blank.yaml')).message).toContain('blank.yaml: the config file is empty');
+    expect((await configError('missing.yaml')).message).toContain('missing.yaml: config file not found');
+    await writeFile(join(dir, 'base.yaml'), 'sources:\n  web: { type: file, path: members.yaml }\n');
+    await writeFile(join(dir, 'c.yaml'), '$import: base.yaml\ntemplates:\n  - contents: x\n    destination: out.cfg\n');
+    const config = await loadConfig('c.yaml', { cwd: dir });
+    expect(config.file).toBe(join(dir, 'c.yaml'));
+    expect(Object.keys(config.sources)).toEqual(['web']);
+  });
+
   it('says where it looked when no config is found', async () => {
     const error = await configError(undefined);
     expect(error.message).toContain('no config file found');

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { describeCommand, idle, killAllCommands, runCommand } from '../../src/exec/run.js';
 import { tempDir } from '../helpers/tmp.js';
 import { isGone, readPids } from '../helpers/procs.js';
@@ -236,6 +236,25 @@ describe('killAllCommands and idle', () => {
     expect((await running).ok).toBe(true);
     await waiting;
     expect(idleNow).toBe(true);
+  });
+
+  it('stops a command asked for just before killAllCommands, whether or not it had been spawned yet', async () => {
+    // The first command of a process waits for execa to load; killAllCommands must stop it all the same. A
+    // fresh copy of the module has not loaded execa; this one has (earlier tests ran commands).
+    vi.resetModules();
+    const fresh = await import('../../src/exec/run.js');
+    for (const exec of [fresh, { runCommand, killAllCommands, idle }]) {
+      const running = exec.runCommand([bin('sleep-with-child'), join(dir.path, 'early'), '30'], { placeholders: {}, timeout: 60_000, killGrace: 500 });
+      let idleNow = false;
+      const waiting = exec.idle().then(() => (idleNow = true));
+      await Promise.resolve();
+      expect(idleNow).toBe(false);
+      exec.killAllCommands();
+      const result = await running;
+      expect(result).toMatchObject({ ok: false, timedOut: false });
+      expect(result.error).toBe('stopped by killAllCommands (SIGTERM)');
+      await waiting;
+    }
   });
 
   it('kills every running command group, grandchildren included', async () => {

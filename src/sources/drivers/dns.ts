@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../vendor/zod.js';
 import { positiveDuration, type DurationInput } from '../../config/fields.js';
 import { formatHostPort, isAddressProblem, parseHostPort } from '../../net/address.js';
 import { isHostName } from '../../net/hostname.js';

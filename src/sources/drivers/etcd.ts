@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../vendor/zod.js';
 import { acceptedBy, positiveDuration, type DurationInput } from '../../config/fields.js';
 import { DEFAULT_ETCD_ENDPOINT, parseEtcdEndpoint, parseEtcdEndpoints } from '../../etcd/endpoints.js';
 import { defineSourceDriver } from '../driver.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../vendor/zod.js';
 import { defineSourceDriver } from '../driver.js';
 import { checkSourceName, invalidOption } from '../lifecycle.js';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../vendor/zod.js';
 import { acceptedBy, duration, positiveDuration, regexSource, type DurationInput } from '../../config/fields.js';
 import { MEMBER_STATUSES, type MemberStatus } from '../../members/model.js';
 import { DEFAULT_RPC_ADDRESS, parseRpcAddress } from '../../serf/address.js';
