@@ -204,5 +204,5 @@ describe('the status page in Chromium', () => {
     await live.locator('#history summary', { hasText: 'app written · web: +1 (b)' }).waitFor({ timeout: 10_000 });
     await live.close();
     expect(await daemon.stop('SIGTERM')).toBe(0);
-  });
+  }, 90_000); // a daemon, two browser contexts and a dozen page steps: slow on a busy machine
 });
