@@ -165,11 +165,12 @@ async function startChanges(session: Session, changes: readonly ServerChange[]):
     started.push(change);
     let error: string | undefined;
     if (change.kind === 'add') {
+      // The enables answer nothing on success: sent on one connection (`;`-separated, each for worker 1), any
+      // reply text is an error. One round trip fewer per added server, on the way to serving.
+      const enables = [change.health ? `enable health ${server}` : '', change.agent ? `enable agent ${server}` : '', change.disabled ? '' : `enable server ${server}`].filter(Boolean);
       error =
         (await session.send(`add server ${server} ${change.address} ${change.keywords.join(' ')}`.trimEnd(), SUCCESS.add)) ??
-        (change.health ? await session.send(`enable health ${server}`, SUCCESS.empty) : undefined) ??
-        (change.agent ? await session.send(`enable agent ${server}`, SUCCESS.empty) : undefined) ??
-        (change.disabled ? undefined : await session.send(`enable server ${server}`, SUCCESS.empty));
+        (enables.length > 0 ? await session.send(enables.join('; @1 '), SUCCESS.empty) : undefined);
       // Refused outright: nothing to take back for this one.
       if (error?.startsWith('"add server ')) started.pop();
     } else if (change.kind === 'update') {

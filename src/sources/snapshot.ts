@@ -26,10 +26,31 @@ export function sanitizeMembers(
   raw: readonly unknown[],
   source: string,
 ): { members: Member[]; dropped: DroppedMember[] } {
+  return sanitize(raw, source);
+}
+
+/**
+ * What `sanitizeMembers` does. With `checks` (the last snapshot's results, by member key), a member identical
+ * to one already checked is not checked again: it gets a copy of that result, and `next` collects this
+ * snapshot's results for the following one.
+ */
+function sanitize(
+  raw: readonly unknown[],
+  source: string,
+  checks?: { last: ReadonlyMap<string, Member | string>; next: Map<string, Member | string> },
+): { members: Member[]; dropped: DroppedMember[] } {
   const valid: Member[] = [];
   const dropped: DroppedMember[] = [];
   raw.forEach((candidate, index) => {
-    const result = checkMember(candidate, source);
+    const fields = readFields(candidate);
+    const key = checks && typeof fields !== 'string' ? memberKey(fields) : undefined;
+    let result = key === undefined ? undefined : checks!.last.get(key);
+    result ??= typeof fields === 'string' ? fields : checkMember(fields, source);
+    if (key !== undefined) {
+      checks!.next.set(key, result);
+      // A copy out, so that nothing a consumer does to one snapshot's member reaches the next one's.
+      if (typeof result !== 'string') result = copyMember(result);
+    }
     if (typeof result === 'string') dropped.push({ member: describe(candidate, index), reason: result });
     else valid.push(result);
   });
@@ -70,8 +91,12 @@ export function createSnapshotGate(
 ): (raw: readonly unknown[]) => void {
   let last: Member[] | undefined;
   let warned = new Set<string>();
+  // Most members are the same from one snapshot to the next: their check is kept for one snapshot.
+  let checked = new Map<string, Member | string>();
   return (raw) => {
-    const { members, dropped } = sanitizeMembers(raw, source);
+    const next = new Map<string, Member | string>();
+    const { members, dropped } = sanitize(raw, source, { last: checked, next });
+    checked = next;
     const nowWarned = new Set<string>();
     for (const d of dropped) {
       const key = `${d.member}\u0000${d.reason}`;
@@ -87,29 +112,70 @@ export function createSnapshotGate(
 
 // --- internal ---
 
-function checkMember(value: unknown, source: string): Member | string {
+/** A raw member's fields, each read once: a getter cannot show the checks one value and the member another. */
+interface RawFields {
+  name: unknown;
+  address: unknown;
+  port: unknown;
+  status: unknown;
+  /** The tags' own enumerable entries; undefined when `tags` is absent, `invalid` when it is not an object. */
+  tags: [string, unknown][] | undefined | 'invalid';
+}
+
+function readFields(value: unknown): RawFields | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
   const m = value as Record<string, unknown>;
-  if (typeof m.name !== 'string' || m.name === '') return 'name must be a non-empty string';
-  if (CONTROL.test(m.name)) return 'name contains a control character';
-  if (typeof m.address !== 'string' || m.address === '') return 'address must be a non-empty string';
-  const addressProblem = checkAddress(m.address);
-  if (addressProblem) return `address ${printable(m.address)} ${addressProblem}`;
+  const tags = m.tags;
+  const entries = tags === undefined || tags === null ? undefined : typeof tags !== 'object' || Array.isArray(tags) ? 'invalid' : Object.entries(tags);
+  return { name: m.name, address: m.address, port: m.port, status: m.status, tags: entries };
+}
+
+/**
+ * A key that is the same for two members only when their checks must give the same result, or undefined for a
+ * member of another shape (it is checked every time). JSON of strings and safe integers is one-to-one; an
+ * absent port or status and a null one mean the same. Sorts the tag entries in place, in the order the member's
+ * tags are kept (Serf sends them in a different order on each reply).
+ */
+function memberKey(f: RawFields): string | undefined {
+  if (typeof f.name !== 'string' || typeof f.address !== 'string' || f.tags === 'invalid') return undefined;
+  if (f.port !== undefined && f.port !== null && !(Number.isSafeInteger(f.port) && !Object.is(f.port, -0))) return undefined;
+  if (f.status !== undefined && f.status !== null && typeof f.status !== 'string') return undefined;
+  if (f.tags?.some(([, tagValue]) => typeof tagValue !== 'string')) return undefined;
+  f.tags?.sort(byKey);
+  return JSON.stringify([f.name, f.address, f.port ?? null, f.status ?? null, f.tags ?? null]);
+}
+
+function byKey([a]: [string, unknown], [b]: [string, unknown]): number {
+  return compareText(a, b);
+}
+
+function copyMember(member: Member): Member {
+  // Spread defines own properties, as defineProperty does: a tag named "__proto__" stays a plain tag.
+  return { ...member, tags: { ...member.tags } };
+}
+
+function checkMember(f: RawFields, source: string): Member | string {
+  const { name, address } = f;
+  if (typeof name !== 'string' || name === '') return 'name must be a non-empty string';
+  if (CONTROL.test(name)) return 'name contains a control character';
+  if (typeof address !== 'string' || address === '') return 'address must be a non-empty string';
+  const addressProblem = checkAddress(address);
+  if (addressProblem) return `address ${printable(address)} ${addressProblem}`;
   let port: number | undefined;
-  if (m.port !== undefined && m.port !== null) {
-    if (typeof m.port !== 'number' || !Number.isInteger(m.port) || m.port < 0 || m.port > 65535) {
-      return `port ${printable(m.port)} is not an integer from 0 to 65535`;
+  if (f.port !== undefined && f.port !== null) {
+    if (typeof f.port !== 'number' || !Number.isInteger(f.port) || f.port < 0 || f.port > 65535) {
+      return `port ${printable(f.port)} is not an integer from 0 to 65535`;
     }
-    port = m.port;
+    port = f.port;
   }
-  const status = m.status ?? 'alive';
+  const status = f.status ?? 'alive';
   if (!MEMBER_STATUSES.includes(status as Member['status'])) return `status ${printable(status)} is not one of ${MEMBER_STATUSES.join(', ')}`;
+  if (f.tags === 'invalid') return 'tags must be an object of strings';
   const tags: Record<string, string> = {};
-  if (m.tags !== undefined && m.tags !== null) {
-    if (typeof m.tags !== 'object' || Array.isArray(m.tags)) return 'tags must be an object of strings';
+  if (f.tags) {
     // Sorted by key: Serf sends tags in a different order on each reply, and a template that prints them
     // (a loop over tags, `| json`) must still render byte-identical output for the same membership.
-    for (const [key, tagValue] of Object.entries(m.tags).sort(([a], [b]) => compareText(a, b))) {
+    for (const [key, tagValue] of f.tags.sort(byKey)) {
       if (typeof tagValue !== 'string') return `tag ${printable(key)} is not a string`;
       if (CONTROL.test(key)) return `tag name ${printable(key)} contains a control character`;
       if (CONTROL.test(tagValue)) return `tag ${printable(key)} contains a control character`;
@@ -117,7 +183,7 @@ function checkMember(value: unknown, source: string): Member | string {
       Object.defineProperty(tags, key, { value: tagValue, enumerable: true, writable: true, configurable: true });
     }
   }
-  const member: Member = { name: m.name, address: m.address, tags, status: status as Member['status'], source };
+  const member: Member = { name, address, tags, status: status as Member['status'], source };
   if (port !== undefined) member.port = port;
   return member;
 }

@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defineConfig } from '../../src/config/define.js';
@@ -159,6 +160,14 @@ describe('loadConfig', () => {
     const config = await loadConfig(undefined, { cwd: sub });
     expect(config.file).toBe(join(sub, 'renderer.config.ts'));
     expect(config.templates[0]!.destination).toBe(join(sub, 'out/x.cfg'));
+  });
+
+  it('lets go of the Babel transform a TypeScript config was loaded with (nothing of it left for the GC to walk)', async () => {
+    await writeFile(join(dir, 'renderer.config.ts'), `const path: string = 'm.yaml';\nexport default { sources: { a: { type: 'file' as const, path } }, templates: [{ contents: 'p', destination: 'x.cfg' }] };\n`);
+    const formatter = Error.prepareStackTrace;
+    await loadConfig('renderer.config.ts', { cwd: dir });
+    expect(Error.prepareStackTrace).toBe(formatter);
+    expect(Object.keys(createRequire(import.meta.url).cache).filter((file) => file.endsWith(join('jiti', 'dist', 'babel.cjs')))).toEqual([]);
   });
 
   it('loads a config file given by path (JSON), relative to the working directory', async () => {

@@ -99,4 +99,41 @@ describe('createSnapshotGate', () => {
     gate([ok('a', { tags: { v: '2' } })]);
     expect(snapshots).toHaveBeenCalledTimes(2);
   });
+
+  it('gives an unchanged member, whatever order its tags come in, the same checked data as the first time', () => {
+    const snapshots = vi.fn();
+    const gate = createSnapshotGate('s', snapshots, () => undefined);
+    gate([ok('a', { port: 80, tags: { zone: 'z', app: 'x' } })]);
+    // A consumer that changes its snapshot does not change the next one.
+    snapshots.mock.calls[0]![0][0].tags.app = 'changed';
+    gate([ok('a', { port: 80, tags: { app: 'x', zone: 'z' } }), ok('b')]);
+    const second = snapshots.mock.calls[1]![0];
+    expect(second[0]).toEqual({ name: 'a', address: '10.0.0.1', port: 80, status: 'alive', source: 's', tags: { app: 'x', zone: 'z' } });
+    expect(Object.keys(second[0].tags)).toEqual(['app', 'zone']);
+  });
+
+  it('checks again a member that differs from the last one in any field, null and absent alike', () => {
+    const dropped = vi.fn();
+    const gate = createSnapshotGate('s', () => undefined, dropped);
+    gate([ok('a', { port: 80, tags: { v: '1' } })]);
+    gate([ok('a', { port: 80.5, tags: { v: '1' } })]);
+    gate([ok('a', { port: 80, tags: { v: '1\n' } })]);
+    gate([ok('a', { port: 80, tags: { v: 1 } })]);
+    gate([ok('a', { port: 80, tags: null })]);
+    expect(dropped.mock.calls.map(([d]) => d.reason)).toEqual([
+      'port 80.5 is not an integer from 0 to 65535',
+      'tag "v" contains a control character',
+      'tag "v" is not a string',
+    ]);
+  });
+
+  it('reads each field of a member once, so that a getter cannot pass the checks with one value and give another', () => {
+    const snapshots = vi.fn();
+    const dropped = vi.fn();
+    const gate = createSnapshotGate('s', snapshots, dropped);
+    let reads = 0;
+    const raw = { address: '10.0.0.1', get name() { return reads++ === 0 ? 'good' : 'evil\nline'; } };
+    gate([raw]);
+    expect(snapshots.mock.calls[0]![0].map((m: { name: string }) => m.name)).toEqual(['good']);
+  });
 });
