@@ -55,7 +55,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .option('--dry', 'print what would be written (path and content); write and run nothing')
     .option('--diff', 'like --dry, but print a unified diff against the file on disk')
     .option('--no-reload', 'install (after the check) but run no reload, e.g. before the service that reads the file is started')
-    .addOption(new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout')))
+    .addOption(snapshotTimeoutOption())
     .action(lazy(() => import('./commands/render.js')));
 
   program
@@ -67,7 +67,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .command('members')
     .description('print the members each source sees, then exit')
     .option('--json', 'print JSON ({ "<source>": [members] }) instead of a table')
-    .addOption(new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout')))
+    .addOption(snapshotTimeoutOption())
     .action(lazy(() => import('./commands/members.js')));
 
   program
@@ -132,6 +132,11 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     io.stderr.write(describeFailure(err));
     return exitCodeFor(err);
   }
+}
+
+/** `--timeout` of the commands that wait for every source's first snapshot (`render`, `members`). */
+function snapshotTimeoutOption(): InstanceType<typeof Option> {
+  return new Option('--timeout <duration>', 'how long to wait for first snapshots').default(30_000, '30s').argParser(durationOption('--timeout'));
 }
 
 /**

@@ -2,7 +2,6 @@ import * as z from '../vendor/zod.js';
 import { FLEET_GROUP } from '../config/fields.js';
 import { CONTROL } from '../members/text.js';
 
-export { FLEET_GROUP } from '../config/fields.js';
 
 /**
  * What one rosterd tells its peers in answer to the `rosterd-fleet` Serf query, and how question and answer

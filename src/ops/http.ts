@@ -10,9 +10,6 @@ import { LiveUpdates, type Announcement } from './live.js';
 import type { RendererMetrics } from './metrics.js';
 import { PAGE_CSP, renderMain, renderPage } from './page.js';
 
-// Re-exported for the CLI, which checks `--listen` before it loads the status endpoint's address rules.
-export { parseListen } from '../net/address.js';
-
 /** The renderer's events after which the status page may have changed. */
 const LIVE_RENDERER_EVENTS = ['rendered', 'unchanged', 'guarded', 'checkFailed', 'reloaded', 'reloadFailed', 'settled', 'sourceError'] as const;
 

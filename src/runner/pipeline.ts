@@ -13,7 +13,6 @@ import { guardRefusal } from './guards.js';
 import type { FanOutReport } from './events.js';
 
 /** Moved to guards.ts; re-exported so that importers of the pipeline keep working. */
-export { guardRefusal } from './guards.js';
 
 /**
  * The steps of one template's render, up to and including install: context → render → guards →

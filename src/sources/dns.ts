@@ -5,8 +5,7 @@ import { validateDnsOptions, type DnsSourceOptions } from './drivers/dns.js';
 import { checkNotStarted } from './lifecycle.js';
 import type { Source, SourceFactory } from './types.js';
 
-export { parseDnsServer, type DnsSourceOptions } from './drivers/dns.js';
-export { TARGET_QUERY_CONCURRENCY, TARGET_QUERY_TRIES } from './dns-lookup.js';
+export type { DnsSourceOptions } from './drivers/dns.js';
 
 /**
  * The `dns` source: members from SRV, A or AAAA records, polled with `dns.promises.Resolver` (which, unlike

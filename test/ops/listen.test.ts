@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { parseListen } from '../../src/ops/http.js';
+import { parseListen } from '../../src/net/address.js';
 
 describe('the status endpoint address', () => {
   it('is off unless configured, and on loopback when the http block gives no address', async () => {

@@ -41,7 +41,7 @@ export const action: CommandAction<{ url?: string; template?: string; limit: num
 
 /** The config's `http.listen` as a URL to connect to: an address of all interfaces becomes the loopback. */
 async function endpointOfConfig(file: string | undefined, cwd: string): Promise<string> {
-  const [{ loadConfig }, { parseListen }] = await Promise.all([import('../../config/load.js'), import('../../ops/http.js')]);
+  const [{ loadConfig }, { parseListen }] = await Promise.all([import('../../config/load.js'), import('../../net/address.js')]);
   const listen = (await loadConfig(file, { cwd })).http?.listen;
   if (listen === undefined) throw usageError('the config has no http.listen: give the endpoint with --url');
   const { host, port } = parseListen(listen);

@@ -5,7 +5,7 @@ import type { Renderer } from '../../runner/renderer.js';
 import type { CommandAction, CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
-import { parseListen } from '../../ops/http.js';
+import { parseListen } from '../../net/address.js';
 import { VERSION } from '../../version.js';
 import { DAEMON_SIGNALS, takeEarlySignals } from '../early-signals.js';
 
