@@ -77,7 +77,8 @@ export interface Reloader {
    * Applies a candidate's change to the running program before the candidate is checked and installed, when it
    * can be taken back (HAProxy runtime mode: server lines only). The caller holds the reload's lock from here to
    * the end of `run` (or of `undo`), and passes the result on in the change (`FileChange.early`). Returns
-   * undefined when nothing was applied; never throws.
+   * undefined when nothing was applied. A throw (the master CLI gone mid-way) is logged by the caller, and the
+   * change is then applied after its check, where `run` compares the running servers with the file.
    */
   applyEarly?(change: FileChange): Promise<EarlyApply | undefined>;
   /**
@@ -137,8 +138,7 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
       },
     };
     if (runtime) {
-      reloader.applyEarly = (change) =>
-        applyEarly(change, runtimeOptions, () => confirmedReload([change.path])).catch(() => undefined);
+      reloader.applyEarly = (change) => applyEarly(change, runtimeOptions, () => confirmedReload([change.path]));
     }
     if (bindGuard) {
       reloader.precheck = async (candidate, installed) => {

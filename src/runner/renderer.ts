@@ -438,7 +438,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
       batch.map(async (t) => {
         const startedAt = Date.now();
         const started = performance.now();
-        const applyEarly = early && t.reloader?.applyEarly ? (change: FileChange) => this.applyEarly(t.reloader!, held, change) : undefined;
+        const applyEarly = early && t.reloader?.applyEarly ? (change: FileChange) => this.applyEarly(t, held, change) : undefined;
         const outcome = await this.renderOne(t, snapshots, options.dry, applyEarly);
         this.remember(t, outcome);
         return { t, outcome, startedAt, result: reportOutcome(t.config, outcome, performance.now() - started, t.log, this) };
@@ -518,11 +518,13 @@ export class Renderer extends EventEmitter<RendererEvents> {
    * Applies a change before its check (HAProxy runtime mode) under its reload's lock, held until the batch's
    * reload for that key has run. The lock is taken only when it is free and no other template of the batch
    * holds it: waiting could deadlock two batches that each hold one HAProxy's lock and want the other's. A
-   * change that finds it taken is applied after its check, as usual.
+   * change that finds it taken, or whose early apply throws, is applied after its check, as usual.
    */
-  private async applyEarly(reloader: Reloader, held: Map<string, () => void>, change: FileChange): Promise<EarlyApply | undefined> {
+  private async applyEarly(t: TemplateRuntime, held: Map<string, () => void>, change: FileChange): Promise<EarlyApply | undefined> {
+    const reloader = t.reloader;
+    if (!reloader?.applyEarly) return undefined;
     const key = reloader.key;
-    if (!reloader.applyEarly || held.has(key)) return undefined;
+    if (held.has(key)) return undefined;
     const hold = this.reloads.tryHold(key);
     if (hold === undefined) return undefined;
     const release = (): void => {
@@ -530,7 +532,10 @@ export class Renderer extends EventEmitter<RendererEvents> {
       if (held.get(key) === release) held.delete(key);
     };
     held.set(key, release);
-    const early = await reloader.applyEarly(change).catch(() => undefined);
+    const early = await reloader.applyEarly(change).catch((err: unknown) => {
+      t.log.child({ command: 'reload' }).warn(`the server changes could not be applied before the check (${(err as Error).message}); they are applied after it`);
+      return undefined;
+    });
     if (early === undefined) release();
     return early;
   }
