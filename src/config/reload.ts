@@ -37,10 +37,13 @@ export const haproxyReload = z
   .strict();
 
 /** A template's `reload`: an argv array, a shell command, or the built-in HAProxy reloader. */
-export type ReloadConfig = z.output<typeof command> | z.output<typeof haproxyReload>;
+export type ReloadConfig = z.output<typeof command> | HaproxyReload;
+
+/** A template's `reload` when it is the built-in HAProxy reloader, resolved. */
+export type HaproxyReload = z.output<typeof haproxyReload>;
 
 /** True when a template's `reload` is the built-in HAProxy reloader rather than a command. */
-export function isHaproxyReload(reload: unknown): reload is z.output<typeof haproxyReload> {
+export function isHaproxyReload(reload: unknown): reload is HaproxyReload {
   return typeof reload === 'object' && reload !== null && !Array.isArray(reload) && 'haproxy' in reload;
 }
 

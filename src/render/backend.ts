@@ -44,6 +44,22 @@ export class InProcessBackend implements RenderBackend {
   async close(): Promise<void> {}
 }
 
+/**
+ * The render process backend (`RenderSandbox`), loaded with the first render: a process that renders in
+ * itself, or not at all, never loads it (nor `node:child_process`).
+ */
+export function renderProcessBackend(): RenderBackend {
+  let backend: Promise<RenderBackend> | undefined;
+  const started = (): Promise<RenderBackend> => (backend ??= import('./sandbox.js').then(({ RenderSandbox }) => new RenderSandbox()));
+  return {
+    render: async (template, context) => (await started()).render(template, context),
+    renderEach: async (templates, context, items) => (await started()).renderEach(templates, context, items),
+    close: async () => {
+      if (backend) await (await backend).close();
+    },
+  };
+}
+
 /** A fan-out item's render failed: which item, and the `TemplateError`. */
 export class ItemRenderError extends Error {
   override readonly cause: TemplateError;

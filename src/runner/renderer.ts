@@ -8,8 +8,7 @@ import { RosterdError, SourceError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { Member } from '../members/model.js';
 import { removeStaleTemporaries } from '../output/install.js';
-import { InProcessBackend, type RenderBackend } from '../render/backend.js';
-import { RenderSandbox } from '../render/sandbox.js';
+import { InProcessBackend, renderProcessBackend, type RenderBackend } from '../render/backend.js';
 import { createSource, isSource } from '../sources/index.js';
 import type { SerfQueryHandler, Source } from '../sources/types.js';
 import type { ReloadReport, RendererEvents, TemplateResult, TemplateStatus } from './events.js';
@@ -104,7 +103,7 @@ export class Renderer extends EventEmitter<RendererEvents> {
     this.config = config;
     this.logger = options.logger ?? silentLogger();
     this.serfQueries = options.serfQueries;
-    this.sandbox = options.renderInProcess ? new InProcessBackend() : new RenderSandbox();
+    this.sandbox = options.renderInProcess ? new InProcessBackend() : renderProcessBackend();
     this.reloads = new ReloadRunner(this.logger, {
       reloaded: (event) => this.emit('reloaded', event),
       reloadFailed: (event) => this.emit('reloadFailed', event),
@@ -182,7 +181,8 @@ export class Renderer extends EventEmitter<RendererEvents> {
     const dry = options.dry ?? false;
     const templates = [...this.templates.values()];
     const ownSources = !this.running;
-    if (ownSources) await this.startSources(this.config);
+    // Sources started for this render are stopped after it: they look once and follow no changes.
+    if (ownSources) await this.startSources(this.config, { once: true });
     // On a running renderer, let its renders under way finish first: one render at a time per template.
     else await this.idle();
     try {
@@ -343,14 +343,14 @@ export class Renderer extends EventEmitter<RendererEvents> {
   }
 
   /** Starts the config's sources that are not running yet. */
-  private async startSources(config: ResolvedConfig): Promise<void> {
-    await this.addSources(this.createSources(config, new Set(this.roster.names())));
+  private async startSources(config: ResolvedConfig, options: { once?: boolean } = {}): Promise<void> {
+    await this.addSources(this.createSources(config, new Set(this.roster.names()), options));
   }
 
   /** Builds the config's sources, but those named in `skip`. Throws when a source refuses its options. */
-  private createSources(config: ResolvedConfig, skip: ReadonlySet<string>): Map<string, Source> {
+  private createSources(config: ResolvedConfig, skip: ReadonlySet<string>, { once = false } = {}): Map<string, Source> {
     const sources = new Map<string, Source>();
-    for (const [name, sourceConfig] of Object.entries(config.sources)) if (!skip.has(name)) sources.set(name, createSource(name, sourceConfig, this.logger, { queries: this.serfQueries }));
+    for (const [name, sourceConfig] of Object.entries(config.sources)) if (!skip.has(name)) sources.set(name, createSource(name, sourceConfig, this.logger, { queries: this.serfQueries, once }));
     return sources;
   }
 

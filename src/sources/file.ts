@@ -23,8 +23,9 @@ export const RECHECK_INTERVAL_MS = 1000;
  * an atomic replace, an in-place write, or a delete followed by a re-create all lead to a re-read. A file
  * that cannot be read or parsed is reported (with line and column) and the last good snapshot stays.
  * An empty file is an error, not an empty list: a file caught half-written must never empty a backend.
+ * With `context.once`, the file is read once and not watched.
  */
-export const createFileSource: SourceFactory<FileSourceOptions> = (name, options) => {
+export const createFileSource: SourceFactory<FileSourceOptions> = (name, options, context) => {
   validateFileOptions(name, options);
   const path = options.path;
   let watcher: FSWatcher | undefined;
@@ -86,6 +87,8 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
         clearTimeout(trailing);
         trailing = setTimeout(read, TRAILING_READ_MS);
       };
+      // Looked at once: a watcher would only add its start-up (and chokidar's load) to a process that exits.
+      if (context?.once) return read();
       // Imported here, not at the top: `import 'rosterd'` exports this factory and loads no file watcher.
       const { watch } = await import('chokidar');
       if (stopped) return;

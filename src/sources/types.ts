@@ -33,6 +33,11 @@ export interface SourceContext {
   logger: import('pino').Logger;
   /** Serf queries to answer, by query name (the `serf` source answers them on its connection). */
   queries?: Readonly<Record<string, SerfQueryHandler>>;
+  /**
+   * The source is stopped soon after its first snapshot (`rosterd render --once`, `rosterd members`): it may
+   * look once and leave out what it sets up to follow changes (the `file` source reads without a watcher).
+   */
+  once?: boolean;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,6 +45,12 @@ process.on('exit', () => appendFileSync(${JSON.stringify(record)}, Object.keys(c
 });
 afterAll(() => cleanup?.());
 
+/** The modules of rosterd's own build the last process loaded, as paths below `dist/` (the record stays). */
+async function loadedModules(): Promise<Set<string>> {
+  const text = await readFile(record, 'utf8');
+  return new Set([...text.matchAll(/\/dist\/(\S+\.c?js)$/gm)].map((m) => m[1]!));
+}
+
 /**
  * The npm packages the last process loaded: from node_modules, or bundled by the build into `dist/vendor/<name>.(c)js`
  * (scripts/bundle-vendor.mjs), which counts as loading that package.
@@ -81,5 +87,21 @@ describe('rosterd announce loads what it needs only', () => {
     expect(run.code).toBe(2);
     const loaded = await loadedPackages();
     expect(loaded).toContain('zod');
+  });
+});
+
+describe('rosterd render --once loads what the config uses only', () => {
+  it('renders the quickstart without a file watcher, a render process, command runner or HAProxy reloader', async () => {
+    const example = join(dir, 'quickstart');
+    await cp(new URL('../../examples/quickstart', import.meta.url), example, { recursive: true, filter: (path) => !path.includes('/out') });
+    const run = await runCli(['render', '--once', '-c', join(example, 'renderer.config.yaml')], { env });
+    expect(run.code).toBe(0);
+    expect(await readFile(join(example, 'out/haproxy.cfg'), 'utf8')).toContain('server ');
+    const modules = await loadedModules();
+    for (const module of ['runner/renderer.js', 'sources/file.js']) expect(modules).toContain(module);
+    for (const module of ['render/sandbox.js', 'reload/haproxy.js', 'haproxy/reload.js', 'haproxy/runtime.js', 'sources/serf.js']) expect(modules).not.toContain(module);
+    const loaded = await loadedPackages();
+    for (const name of ['liquidjs', 'zod', 'js-yaml']) expect(loaded).toContain(name);
+    for (const name of ['chokidar', 'execa', 'prom-client', 'diff']) expect(loaded).not.toContain(name);
   });
 });

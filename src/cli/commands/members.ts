@@ -10,7 +10,7 @@ export const action: CommandAction<{ json?: boolean; timeout: number }> = async 
   const roster = new Roster(ctx.logger);
   roster.onError((source, error) => ctx.logger.child({ source }).error(error.message));
   try {
-    for (const [name, sourceConfig] of Object.entries(config.sources)) await roster.add(name, createSource(name, sourceConfig, ctx.logger));
+    for (const [name, sourceConfig] of Object.entries(config.sources)) await roster.add(name, createSource(name, sourceConfig, ctx.logger, { once: true }));
     await roster.waitForFirst(roster.names(), options.timeout);
     const bySource = Object.fromEntries(roster.names().map((name) => [name, [...(roster.status(name)?.members ?? [])]]));
     io.stdout.write(options.json ? `${JSON.stringify(bySource, null, 2)}\n` : formatTable(Object.values(bySource).flat()));
