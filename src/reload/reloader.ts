@@ -1,5 +1,5 @@
 import { isHaproxyReload, type HaproxyReload, type ReloadConfig } from '../config/reload.js';
-import { describeCommand, runCommand } from '../exec/run.js';
+import { describeCommand } from '../exec/placeholders.js';
 
 /** How a reload went. */
 export interface ReloadOutcome {
@@ -95,6 +95,7 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
     key: `command:${describeCommand(reload, placeholders)}`,
     description: describeCommand(reload, placeholders),
     async run(onLine) {
+      const { runCommand } = await import('../exec/run.js');
       const result = await runCommand(reload, { placeholders, timeout: options.timeout, cwd: options.cwd, onLine });
       const outcome: ReloadOutcome = { ok: result.ok, durationMs: result.durationMs, timedOut: result.timedOut, output: result.output };
       if (result.exitCode !== undefined) outcome.exitCode = result.exitCode;

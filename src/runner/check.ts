@@ -1,6 +1,5 @@
 import { dirname } from 'node:path';
 import { commandFailure, logFailedOutput } from '../reload/reloader.js';
-import { runCommand } from '../exec/run.js';
 import type { ResolvedTemplate } from '../config/load.js';
 import { TemplateRunError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -17,6 +16,8 @@ export async function runCheck(
 ): Promise<TemplateRunError | undefined> {
   if (!template.check) return undefined;
   const log = logger.child({ command: 'check' });
+  // Loaded with the first command: a render without commands never loads the command runner.
+  const { runCommand } = await import('../exec/run.js');
   const result = await runCommand(template.check, {
     placeholders: { candidate: files.candidate, destination: files.destination },
     timeout: template.timeout,

@@ -99,7 +99,7 @@ describe('rosterd render --once loads what the config uses only', () => {
     expect(await readFile(join(example, 'out/haproxy.cfg'), 'utf8')).toContain('server ');
     const modules = await loadedModules();
     for (const module of ['runner/renderer.js', 'sources/file.js']) expect(modules).toContain(module);
-    for (const module of ['render/sandbox.js', 'reload/haproxy.js', 'haproxy/reload.js', 'haproxy/runtime.js', 'sources/serf.js']) expect(modules).not.toContain(module);
+    for (const module of ['render/sandbox.js', 'reload/haproxy.js', 'haproxy/reload.js', 'haproxy/runtime.js', 'exec/run.js', 'sources/serf.js']) expect(modules).not.toContain(module);
     const loaded = await loadedPackages();
     for (const name of ['liquidjs', 'zod', 'js-yaml']) expect(loaded).toContain(name);
     for (const name of ['chokidar', 'execa', 'prom-client', 'diff']) expect(loaded).not.toContain(name);
