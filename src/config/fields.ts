@@ -26,20 +26,25 @@ export function acceptedBy(parse: (value: string) => unknown): (value: string) =
 export type DurationInput = number | string;
 
 /** `'200ms'`, `'2s'`, `'1m30s'` or a number of milliseconds → milliseconds. */
-export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  const parsed = parseDuration(value);
-  if (typeof parsed === 'number') return parsed;
-  ctx.issues.push({ code: 'custom', message: parsed.error, input: value });
-  return z.NEVER;
-});
+export const duration = z.pipe(
+  z.union([z.number(), z.string()]),
+  z.transform((value: number | string, ctx) => {
+    const parsed = parseDuration(value);
+    if (typeof parsed === 'number') return parsed;
+    ctx.issues.push({ code: 'custom', message: parsed.error, input: value });
+    return z.NEVER;
+  }),
+);
 
 /** A duration above zero (an interval or a timeout). */
-export const positiveDuration = duration.refine((ms) => ms > 0, 'must be more than 0');
+export const positiveDuration = duration.check(z.refine((ms) => ms > 0, 'must be more than 0'));
 
 /** A regular expression, checked when the config is loaded rather than when a source starts. */
-export const regexSource = z.string().refine(
-  acceptedBy((pattern) => new RegExp(pattern)),
-  'not a valid regular expression',
+export const regexSource = z.string().check(
+  z.refine(
+    acceptedBy((pattern) => new RegExp(pattern)),
+    'not a valid regular expression',
+  ),
 );
 
 /** `fleet.group`: which rosterds compare with each other (also checked in every answer a peer sends). */

@@ -5,11 +5,11 @@ import type { ConfigIssue } from '../errors.js';
  * Turns zod issues into config issues a person can act on: the path written as in the config
  * (`templates[0].wait.min`), one issue per unknown key with the closest known key as a suggestion.
  */
-export function toConfigIssues(error: z.ZodError, schema: z.ZodType, input: unknown): ConfigIssue[] {
+export function toConfigIssues(error: z.core.$ZodError, schema: z.core.$ZodType, input: unknown): ConfigIssue[] {
   return convert(error.issues, schema, input);
 }
 
-function convert(zodIssues: readonly z.core.$ZodIssue[], schema: z.ZodType, input: unknown): ConfigIssue[] {
+function convert(zodIssues: readonly z.core.$ZodIssue[], schema: z.core.$ZodType, input: unknown): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const issue of zodIssues) {
     if (issue.code === 'unrecognized_keys') {
@@ -90,7 +90,7 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 /** The keys the schema allows at `path`, following the input to choose among union branches. */
-function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[], input: unknown): string[] {
+function knownKeysAt(schema: z.core.$ZodType, path: readonly PropertyKey[], input: unknown): string[] {
   const found = new Set<string>();
   const walk = (node: z.core.$ZodType, rest: readonly PropertyKey[], value: unknown): void => {
     const def = node._zod.def as unknown as Record<string, unknown> & { type: string };

@@ -56,15 +56,15 @@ const MAX_AGE_MS = 10 * 365 * 24 * 3600 * 1000;
 
 const questionSchema = z.object({
   v: z.literal(1),
-  group: z.string().regex(FLEET_GROUP),
-  from: z.number().int().min(0).max(MAX_TEMPLATES).default(0),
+  group: z.string().check(z.regex(FLEET_GROUP)),
+  from: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(MAX_TEMPLATES)), 0),
 });
 
-const templateName = z
-  .string()
-  .min(1)
-  .max(MAX_TEMPLATE_NAME)
-  .refine((name) => !CONTROL.test(name), 'control character');
+const templateName = z.string().check(
+  z.minLength(1),
+  z.maxLength(MAX_TEMPLATE_NAME),
+  z.refine((name) => !CONTROL.test(name), 'control character'),
+);
 
 const answerSchema = z.object({
   v: z.literal(1),
@@ -72,13 +72,13 @@ const answerSchema = z.object({
     .array(
       z.tuple([
         templateName,
-        z.string().regex(new RegExp(`^[0-9a-f]{${HASH_DIGITS}}$`)),
-        z.number().int().min(0).max(1e9),
-        z.number().int().min(0).max(MAX_AGE_MS),
+        z.string().check(z.regex(new RegExp(`^[0-9a-f]{${HASH_DIGITS}}$`))),
+        z.number().check(z.int(), z.minimum(0), z.maximum(1e9)),
+        z.number().check(z.int(), z.minimum(0), z.maximum(MAX_AGE_MS)),
       ]),
     )
-    .max(MAX_TEMPLATES),
-  more: z.number().int().min(0).max(MAX_TEMPLATES).default(0),
+    .check(z.maxLength(MAX_TEMPLATES)),
+  more: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(MAX_TEMPLATES)), 0),
 });
 
 /** The question's payload: the group asked, and the page. */

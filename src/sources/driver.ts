@@ -8,7 +8,7 @@ import type { Source, SourceContext, SourceFactory } from './types.js';
  * them, and the implementation (with its Serf client, resolver, etcd client or file watcher) is imported by
  * `load()` only when a source of that type starts. The unstorage driver pattern, with a schema added.
  */
-export interface SourceDriver<Type extends string = string, Schema extends z.ZodType = z.ZodType, Options = z.output<Schema>, Input = z.input<Schema>> {
+export interface SourceDriver<Type extends string = string, Schema extends z.core.$ZodType = z.core.$ZodType, Options = z.output<Schema>, Input = z.input<Schema>> {
   /** The `type` written in a config. */
   readonly type: Type;
   /** The options as a config gives them, `type` included: strict, with durations parsed and defaults filled. */
@@ -35,7 +35,7 @@ export interface SourceDriver<Type extends string = string, Schema extends z.Zod
  * interface of the options as a config writes them: `defineSourceDriver<SerfSourceConfig>()({ … })`.
  */
 export function defineSourceDriver<Input>() {
-  return <const Type extends string, Schema extends z.ZodType, Options = z.output<Schema>>(
+  return <const Type extends string, Schema extends z.core.$ZodType, Options = z.output<Schema>>(
     driver: SourceDriver<Type, Schema, Options, Input>,
   ): SourceDriver<Type, Schema, Options, Input> => driver;
 }
@@ -45,7 +45,7 @@ export function defineSourceDriver<Input>() {
  * implementation is loaded and built on `start()`. The source keeps the `Source` contract: `stop()` before,
  * during or after the load ends everything the source started.
  */
-export function createDriverSource<Options>(driver: SourceDriver<string, z.ZodType, Options, unknown>, name: string, options: NoInfer<Options>, context: SourceContext): Source {
+export function createDriverSource<Options>(driver: SourceDriver<string, z.core.$ZodType, Options, unknown>, name: string, options: NoInfer<Options>, context: SourceContext): Source {
   driver.validate(name, options);
   let inner: Source | undefined;
   let loading: Promise<Source> | undefined;

@@ -14,7 +14,7 @@ export const SOURCE_DRIVERS = [file, serf, dns, etcd] as const;
 export type SourceType = (typeof SOURCE_DRIVERS)[number]['type'];
 
 /** The drivers' option schemas, as a tuple (what `z.discriminatedUnion` takes). */
-type OptionSchemas<Drivers extends readonly { options: z.ZodType }[]> = { -readonly [K in keyof Drivers]: Drivers[K]['options'] };
+type OptionSchemas<Drivers extends readonly { options: z.core.$ZodType }[]> = { -readonly [K in keyof Drivers]: Drivers[K]['options'] };
 
 /** The option schemas of the built-in drivers, in the registry's order. */
 export const SOURCE_OPTION_SCHEMAS = SOURCE_DRIVERS.map((driver) => driver.options) as OptionSchemas<typeof SOURCE_DRIVERS>;

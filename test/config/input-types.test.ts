@@ -15,7 +15,7 @@ describe('the documented config interfaces', () => {
 
   it('equal each driver’s options input type', () => {
     type Drivers = (typeof SOURCE_DRIVERS)[number];
-    type Check<D> = D extends { options: infer S extends z.ZodType; input?: infer I } ? [I, z.input<S>] : never;
+    type Check<D> = D extends { options: infer S extends z.core.$ZodType; input?: infer I } ? [I, z.input<S>] : never;
     expectTypeOf<Check<Extract<Drivers, { type: 'file' }>>[0]>().toEqualTypeOf<Check<Extract<Drivers, { type: 'file' }>>[1]>();
     expectTypeOf<Check<Extract<Drivers, { type: 'serf' }>>[0]>().toEqualTypeOf<Check<Extract<Drivers, { type: 'serf' }>>[1]>();
     expectTypeOf<Check<Extract<Drivers, { type: 'dns' }>>[0]>().toEqualTypeOf<Check<Extract<Drivers, { type: 'dns' }>>[1]>();

@@ -33,10 +33,12 @@ export interface DnsSourceOptions {
 export const DNS_DEFAULTS = { record: 'SRV', interval: 5000, timeout: 2000 } as const satisfies Partial<DnsSourceOptions>;
 
 /** A DNS server: `ip`, `ip:port` or `[ipv6]:port`, as the dns source parses it. */
-const dnsServer = z.string().superRefine((value, ctx) => {
-  const parsed = parseDnsServer(value);
-  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
-});
+const dnsServer = z.string().check(
+  z.superRefine((value, ctx) => {
+    const parsed = parseDnsServer(value);
+    if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+  }),
+);
 
 /** A `dns` source as a config writes it. */
 export interface DnsSourceConfig {
@@ -59,29 +61,30 @@ export interface DnsSourceConfig {
 export default defineSourceDriver<DnsSourceConfig>()({
   type: 'dns',
   options: z
-    .object({
+    .strictObject({
       type: z.literal('dns'),
       /** The name to look up: an SRV name (`_http._tcp.web.example.com`) or a host name for A and AAAA. */
-      name: z.string().refine(isHostName, 'not a DNS name'),
+      name: z.string().check(z.refine(isHostName, 'not a DNS name')),
       /** The record type: SRV records carry target and port, A and AAAA addresses only. @default "SRV" */
-      record: z.enum(['SRV', 'A', 'AAAA']).default(DNS_DEFAULTS.record),
+      record: z._default(z.enum(['SRV', 'A', 'AAAA']), DNS_DEFAULTS.record),
       /**
        * DNS servers to ask, in order: `ip`, `ip:port` or `[ipv6]:port`. Default: the system's resolvers.
        * IP addresses only: a server named by a host name would need DNS to be found.
        */
-      servers: z.array(dnsServer).min(1).optional(),
+      servers: z.optional(z.array(dnsServer).check(z.minLength(1))),
       /** The members' port for A and AAAA records (SRV records carry their own). Default: none. */
-      port: z.number().int().min(1).max(65535).optional(),
+      port: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(65535))),
       /** Time between polls, shortened by a lower TTL (never below 1s). @default "5s" */
-      interval: positiveDuration.default(DNS_DEFAULTS.interval),
+      interval: z._default(positiveDuration, DNS_DEFAULTS.interval),
       /** Time a server gets to answer before the next one is asked. @default "2s" */
-      timeout: positiveDuration.default(DNS_DEFAULTS.timeout),
+      timeout: z._default(positiveDuration, DNS_DEFAULTS.timeout),
     })
-    .strict()
-    .refine((s) => !(s.record === 'SRV' && s.port !== undefined), {
-      message: 'SRV records carry their own port: "port" is for A and AAAA records',
-      path: ['port'],
-    }),
+    .check(
+      z.refine((s) => !(s.record === 'SRV' && s.port !== undefined), {
+        message: 'SRV records carry their own port: "port" is for A and AAAA records',
+        path: ['port'],
+      }),
+    ),
   defaults: DNS_DEFAULTS,
   validate: (name: string, options: DnsSourceOptions) => void validateDnsOptions(name, options),
   load: async () => (await import('../dns.js')).createDnsSource,

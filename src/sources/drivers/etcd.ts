@@ -55,52 +55,55 @@ export interface EtcdSourceConfig {
 export default defineSourceDriver<EtcdSourceConfig>()({
   type: 'etcd',
   options: z
-    .object({
+    .strictObject({
       type: z.literal('etcd'),
       /** Client endpoints, `host:port`, `http://host:port` or `https://host:port`; requests fail over between them. @default ["http://127.0.0.1:2379"] */
-      endpoints: z
-        .array(z.string().refine(acceptedBy(parseEtcdEndpoint), 'expected "host:port", "http://host:port" or "https://host:port"'))
-        .min(1)
-        .default(ETCD_DEFAULTS.endpoints),
+      endpoints: z._default(
+        z
+          .array(z.string().check(z.refine(acceptedBy(parseEtcdEndpoint), 'expected "host:port", "http://host:port" or "https://host:port"')))
+          .check(z.minLength(1)),
+        ETCD_DEFAULTS.endpoints,
+      ),
       /** The key prefix: each key under it is a member (`/services/web/`). */
-      prefix: z.string().min(1),
+      prefix: z.string().check(z.minLength(1)),
       /** An etcd user, with its password inline or in a file (relative to the config file). Default: none. */
-      auth: z
-        .object({
-          /** The etcd user name. */
-          username: z.string().min(1),
-          /** The password, inline. Never logged. */
-          password: z.string().optional(),
-          /** A file that holds the password, read at each start. */
-          passwordFile: z.string().min(1).optional(),
-        })
-        .strict()
-        .refine((a) => (a.password === undefined) !== (a.passwordFile === undefined), 'give exactly one of "password" and "passwordFile"')
-        .optional(),
+      auth: z.optional(
+        z
+          .strictObject({
+            /** The etcd user name. */
+            username: z.string().check(z.minLength(1)),
+            /** The password, inline. Never logged. */
+            password: z.optional(z.string()),
+            /** A file that holds the password, read at each start. */
+            passwordFile: z.optional(z.string().check(z.minLength(1))),
+          })
+          .check(z.refine((a) => (a.password === undefined) !== (a.passwordFile === undefined), 'give exactly one of "password" and "passwordFile"')),
+      ),
       /** PEM files (relative to the config file): `ca` checks the servers (default: the system's roots), `cert` and `key` are rosterd's. */
-      tls: z
-        .object({
-          /** The CA that verifies the servers. Default: the system's roots. */
-          ca: z.string().min(1).optional(),
-          /** rosterd's client certificate; give `key` with it. */
-          cert: z.string().min(1).optional(),
-          /** The client certificate's private key. */
-          key: z.string().min(1).optional(),
-        })
-        .strict()
-        .refine((t) => (t.cert === undefined) === (t.key === undefined), 'give "cert" and "key" together')
-        .optional(),
+      tls: z.optional(
+        z
+          .strictObject({
+            /** The CA that verifies the servers. Default: the system's roots. */
+            ca: z.optional(z.string().check(z.minLength(1))),
+            /** rosterd's client certificate; give `key` with it. */
+            cert: z.optional(z.string().check(z.minLength(1))),
+            /** The client certificate's private key. */
+            key: z.optional(z.string().check(z.minLength(1))),
+          })
+          .check(z.refine((t) => (t.cert === undefined) === (t.key === undefined), 'give "cert" and "key" together')),
+      ),
       /** Time a read (and the confirmation of a new watch) may take. @default "5s" */
-      requestTimeout: positiveDuration.default(ETCD_DEFAULTS.requestTimeout),
+      requestTimeout: z._default(positiveDuration, ETCD_DEFAULTS.requestTimeout),
     })
-    .strict()
-    .superRefine((s, ctx) => {
-      try {
-        parseEtcdEndpoints(s.endpoints, s.tls !== undefined);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message, path: ['endpoints'] });
-      }
-    }),
+    .check(
+      z.superRefine((s, ctx) => {
+        try {
+          parseEtcdEndpoints(s.endpoints, s.tls !== undefined);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message, path: ['endpoints'] });
+        }
+      }),
+    ),
   defaults: ETCD_DEFAULTS,
   validate: (name: string, options: EtcdSourceOptions) => void validateEtcdOptions(name, options),
   load: async () => (await import('../etcd.js')).default,

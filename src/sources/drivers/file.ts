@@ -19,13 +19,11 @@ export interface FileSourceConfig {
 /** The `file` source: members listed in a JSON or YAML file, re-read when it changes. Loads chokidar on start. */
 export default defineSourceDriver<FileSourceConfig>()({
   type: 'file',
-  options: z
-    .object({
-      type: z.literal('file'),
-      /** The member file (JSON or YAML, by extension). Relative to the config file's directory. */
-      path: z.string().min(1),
-    })
-    .strict(),
+  options: z.strictObject({
+    type: z.literal('file'),
+    /** The member file (JSON or YAML, by extension). Relative to the config file's directory. */
+    path: z.string().check(z.minLength(1)),
+  }),
   defaults: {},
   validate: validateFileOptions,
   load: async () => (await import('../file.js')).createFileSource,

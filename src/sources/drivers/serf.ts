@@ -75,32 +75,30 @@ export interface SerfSourceConfig {
 /** The `serf` source: the members of a Serf cluster, as one agent sees them over RPC. Loads the Serf client on start. */
 export default defineSourceDriver<SerfSourceConfig>()({
   type: 'serf',
-  options: z
-    .object({
-      type: z.literal('serf'),
-      /** The agent's RPC address, `host:port` (IPv6 as `[::1]:7373`). @default "127.0.0.1:7373" */
-      rpcAddr: z
-        .string()
-        .refine(acceptedBy(parseRpcAddress), 'expected "host:port" with a port from 1 to 65535 (IPv6 as "[::1]:7373")')
-        .default(SERF_DEFAULTS.rpcAddr),
-      /** The agent's `rpc_auth` key. Never logged. Default: none. */
-      authKey: z.string().optional(),
-      /** Tag name → regular expression the whole value must match. Default: no filter. */
-      tags: z.record(z.string(), regexSource).optional(),
-      /** Keep only members with one of these statuses. @default ["alive"] */
-      status: z.array(z.enum(MEMBER_STATUSES)).min(1).default(SERF_DEFAULTS.status),
-      /** The tag that holds a member's port. @default "port" */
-      portTag: z.string().min(1).default(SERF_DEFAULTS.portTag),
-      /** Hints from the agent's log (`monitor`): read the member list as soon as a change is logged. @default true */
-      monitor: z.boolean().default(SERF_DEFAULTS.monitor),
-      /** The poll: at most this often (less on big clusters); `false` turns it off. @default "1s" */
-      refreshInterval: z.union([positiveDuration, z.literal(false)]).default(SERF_DEFAULTS.refreshInterval),
-      /** The wait after a hint or an event before reading, so a burst costs one read. @default "20ms" */
-      resyncDelay: duration.default(SERF_DEFAULTS.resyncDelay),
-      /** Time allowed for connecting, the handshake and auth. @default "5s" */
-      connectTimeout: positiveDuration.default(SERF_DEFAULTS.connectTimeout),
-    })
-    .strict(),
+  options: z.strictObject({
+    type: z.literal('serf'),
+    /** The agent's RPC address, `host:port` (IPv6 as `[::1]:7373`). @default "127.0.0.1:7373" */
+    rpcAddr: z._default(
+      z.string().check(z.refine(acceptedBy(parseRpcAddress), 'expected "host:port" with a port from 1 to 65535 (IPv6 as "[::1]:7373")')),
+      SERF_DEFAULTS.rpcAddr,
+    ),
+    /** The agent's `rpc_auth` key. Never logged. Default: none. */
+    authKey: z.optional(z.string()),
+    /** Tag name → regular expression the whole value must match. Default: no filter. */
+    tags: z.optional(z.record(z.string(), regexSource)),
+    /** Keep only members with one of these statuses. @default ["alive"] */
+    status: z._default(z.array(z.enum(MEMBER_STATUSES)).check(z.minLength(1)), SERF_DEFAULTS.status),
+    /** The tag that holds a member's port. @default "port" */
+    portTag: z._default(z.string().check(z.minLength(1)), SERF_DEFAULTS.portTag),
+    /** Hints from the agent's log (`monitor`): read the member list as soon as a change is logged. @default true */
+    monitor: z._default(z.boolean(), SERF_DEFAULTS.monitor),
+    /** The poll: at most this often (less on big clusters); `false` turns it off. @default "1s" */
+    refreshInterval: z._default(z.union([positiveDuration, z.literal(false)]), SERF_DEFAULTS.refreshInterval),
+    /** The wait after a hint or an event before reading, so a burst costs one read. @default "20ms" */
+    resyncDelay: z._default(duration, SERF_DEFAULTS.resyncDelay),
+    /** Time allowed for connecting, the handshake and auth. @default "5s" */
+    connectTimeout: z._default(positiveDuration, SERF_DEFAULTS.connectTimeout),
+  }),
   defaults: SERF_DEFAULTS,
   validate: (name: string, options: SerfSourceOptions) => void validateSerfOptions(name, options),
   load: async () => (await import('../serf.js')).default,
