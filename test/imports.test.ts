@@ -20,7 +20,7 @@ const SRC = join(ROOT, 'src');
  * (durations, zod building blocks, reload options) that sources and reloaders may use.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  ['vendor', 'errors.ts', 'logger.ts', 'version.ts', 'retry.ts', 'members', 'net', 'config-blocks'],
+  ['vendor', 'errors.ts', 'logger.ts', 'version.ts', 'retry.ts', 'lazy-import.ts', 'members', 'net', 'config-blocks'],
   ['serf', 'etcd', 'haproxy', 'output', 'render', 'exec', 'reload'],
   ['sources'],
   ['config'],

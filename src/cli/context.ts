@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { LogFormat, Logger } from '../logger.js';
 import type { LevelWithSilent } from 'pino';
+import { lazyImport } from '../lazy-import.js';
 
 /** Where the CLI reads and writes. Tests pass their own streams to drive it in-process. */
 export interface CliIo {
@@ -36,7 +37,7 @@ export type CommandAction<Options> = (options: Options, ctx: CommandContext) => 
 /** Builds the context for a subcommand from its parsed global options. The logger (pino) is loaded here. */
 export async function commandContext(command: Command, io: CliIo): Promise<CommandContext> {
   const options = command.optsWithGlobals<GlobalOptions>();
-  const { createLogger } = await import('../logger.js');
+  const { createLogger } = await lazyImport<typeof import('../logger.js')>('../logger.js', import.meta.url);
   const logger = createLogger({ level: options.logLevel, format: options.logFormat, destination: io.stderr });
   if (io.stderr === process.stderr) logProcessWarnings(logger);
   return { io, cwd: io.cwd ?? process.cwd(), options, logger };

@@ -7,12 +7,16 @@ import { commandContext, type CliIo, type CommandAction } from './context.js';
 import { releaseEarlySignals } from './early-signals.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { countOption, durationOption, PASSWORD_ENV } from './options.js';
+import { lazyImport } from '../lazy-import.js';
 import { VERSION } from '../version.js';
 
 // Required, not imported: Node imports a CommonJS package into an ES module only after scanning its source
 // for export names, a few ms of every start, `--version` included. Through `vendor/commander.cjs`, which the
 // build makes a bundle of commander.
 const { Command, CommanderError, Option } = createRequire(import.meta.url)('../vendor/commander.cjs') as typeof import('commander');
+
+/** The subcommands, each with its module in `./commands/`. */
+type CommandName = 'run' | 'render' | 'validate' | 'members' | 'fleet' | 'history' | 'announce' | 'test';
 
 /**
  * Runs the CLI with `argv` (without the node and script paths) and returns the exit code. Known errors
@@ -24,11 +28,11 @@ const { Command, CommanderError, Option } = createRequire(import.meta.url)('../v
  */
 export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let exitCode: number = ExitCode.OK;
-  /** The action of a command whose module is loaded when it runs. */
+  /** The action of a command, in `./commands/<name>.js`, which is loaded when the command runs. */
   const lazy =
-    <Options>(load: () => Promise<{ action: CommandAction<Options> }>) =>
-    async (options: Options, command: CommandType): Promise<void> => {
-      const [{ action }, ctx] = await Promise.all([load(), commandContext(command, io)]);
+    (name: CommandName) =>
+    async (options: object, command: CommandType): Promise<void> => {
+      const [{ action }, ctx] = await Promise.all([lazyImport<{ action: CommandAction<object> }>(`./commands/${name}.js`, import.meta.url), commandContext(command, io)]);
       exitCode = await action(options, ctx);
     };
 
@@ -46,7 +50,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .command('run', { isDefault: true })
     .description('watch the sources and keep every output up to date (the default command)')
     .option('--listen <address>', 'serve the status page, /health, /ready, /metrics, /history and /fleet on this host:port (overrides http.listen)')
-    .action(lazy(() => import('./commands/run.js')));
+    .action(lazy('run'));
 
   program
     .command('render')
@@ -56,19 +60,19 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .option('--diff', 'like --dry, but print a unified diff against the file on disk')
     .option('--no-reload', 'install (after the check) but run no reload, e.g. before the service that reads the file is started')
     .addOption(snapshotTimeoutOption())
-    .action(lazy(() => import('./commands/render.js')));
+    .action(lazy('render'));
 
   program
     .command('validate')
     .description('load the config and compile every template; report every problem at once (exit 0 or 2)')
-    .action(lazy(() => import('./commands/validate.js')));
+    .action(lazy('validate'));
 
   program
     .command('members')
     .description('print the members each source sees, then exit')
     .option('--json', 'print JSON ({ "<source>": [members] }) instead of a table')
     .addOption(snapshotTimeoutOption())
-    .action(lazy(() => import('./commands/members.js')));
+    .action(lazy('members'));
 
   program
     .command('fleet')
@@ -77,7 +81,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .option('--source <name>', 'the Serf source whose agent to ask (default: the first in the config)')
     .addOption(new Option('--lag <duration>', 'a rosterd that differs for longer than this lags (default: fleet.lag)').argParser(durationOption('--lag')))
     .addOption(new Option('--timeout <duration>', 'how long to wait for answers (default: fleet.timeout)').argParser(durationOption('--timeout')))
-    .action(lazy(() => import('./commands/fleet.js')));
+    .action(lazy('fleet'));
 
   program
     .command('history')
@@ -87,7 +91,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .addOption(new Option('-n, --limit <count>', 'the last COUNT renders').default(20).argParser(countOption('--limit')))
     .option('--diff', 'print the diff of each installed file')
     .option('--json', 'print the entries as JSON')
-    .action(lazy(() => import('./commands/history.js')));
+    .action(lazy('history'));
 
   program
     .command('announce')
@@ -106,14 +110,14 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     .option('--cert <file>', 'client certificate (PEM)')
     .option('--key <file>', "client certificate's key (PEM)")
     .addOption(new Option('--request-timeout <duration>', 'how long each etcd request may take').default(5000, '5s').argParser(durationOption('--request-timeout')))
-    .action(lazy(() => import('./commands/announce.js')));
+    .action(lazy('announce'));
 
   program
     .command('test')
     .description('render every template from fixture member files and compare with golden files; install and reload nothing')
     .requiredOption('--fixtures <dir>', 'fixtures: <source name>.yaml|yml|json per source, golden files under expected/')
     .option('--update', 'write the golden files of outputs that differ (and remove those of fan-out files no longer rendered)')
-    .action(lazy(() => import('./commands/test.js')));
+    .action(lazy('test'));
 
   for (const command of program.commands) command.exitOverride();
   // Only `run` handles signals; the other commands keep their default action (see early-signals.ts).

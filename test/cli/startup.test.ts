@@ -8,8 +8,8 @@ import { tempDir } from '../helpers/tmp.js';
 /**
  * What a command loads: `rosterd announce` runs on every web node and is waited for when a node joins, so
  * it loads the etcd client and nothing of the renderer (config schema, templates, file watching, commands).
- * The packages a process loaded are recorded by a preloaded module: a resolve hook for ES modules, and
- * the CommonJS module cache when the process exits.
+ * What a process loaded is recorded by a preloaded module: V8 reports every script it compiles (ES modules
+ * whether imported or required, CommonJS, bundles) to an inspector session, and the list is written at exit.
  */
 
 const RENDERER_PACKAGES = ['zod', 'liquidjs', 'chokidar', 'execa', 'cosmiconfig', 'jiti', 'js-yaml', 'diff', 'prom-client', 'msgpack-lite'];
@@ -22,24 +22,17 @@ let env: NodeJS.ProcessEnv;
 beforeAll(async () => {
   ({ path: dir, cleanup } = await tempDir());
   record = join(dir, 'loaded.txt');
-  const hooks = join(dir, 'hooks.mjs');
-  await writeFile(
-    hooks,
-    `import { appendFileSync } from 'node:fs';
-export async function resolve(specifier, context, next) {
-  const resolved = await next(specifier, context);
-  appendFileSync(${JSON.stringify(record)}, resolved.url + '\\n');
-  return resolved;
-}\n`,
-  );
   const preload = join(dir, 'preload.mjs');
   await writeFile(
     preload,
     `import { appendFileSync } from 'node:fs';
-import { createRequire, register } from 'node:module';
-register(${JSON.stringify(pathToFileURL(hooks).href)});
-const cache = createRequire(import.meta.url).cache;
-process.on('exit', () => appendFileSync(${JSON.stringify(record)}, Object.keys(cache).join('\\n') + '\\n'));\n`,
+import { Session } from 'node:inspector';
+const session = new Session();
+session.connect();
+const scripts = [];
+session.on('Debugger.scriptParsed', ({ params }) => { if (params.url) scripts.push(params.url); });
+session.post('Debugger.enable');
+process.on('exit', () => appendFileSync(${JSON.stringify(record)}, scripts.join('\\n') + '\\n'));\n`,
   );
   env = { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` };
 });

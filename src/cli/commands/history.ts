@@ -4,6 +4,7 @@ import { formatEntry } from '../../ops/history-text.js';
 import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { usageError } from '../options.js';
+import { lazyImport } from '../../lazy-import.js';
 
 /** How long `rosterd history` waits for the daemon's answer. */
 const FETCH_TIMEOUT_MS = 5000;
@@ -41,7 +42,10 @@ export const action: CommandAction<{ url?: string; template?: string; limit: num
 
 /** The config's `http.listen` as a URL to connect to: an address of all interfaces becomes the loopback. */
 async function endpointOfConfig(file: string | undefined, cwd: string): Promise<string> {
-  const [{ loadConfig }, { parseListen }] = await Promise.all([import('../../config/load.js'), import('../../net/address.js')]);
+  const [{ loadConfig }, { parseListen }] = await Promise.all([
+    lazyImport<typeof import('../../config/load.js')>('../../config/load.js', import.meta.url),
+    lazyImport<typeof import('../../net/address.js')>('../../net/address.js', import.meta.url),
+  ]);
   const listen = (await loadConfig(file, { cwd })).http?.listen;
   if (listen === undefined) throw usageError('the config has no http.listen: give the endpoint with --url');
   const { host, port } = parseListen(listen);

@@ -1,11 +1,16 @@
 import type { Member } from '../../sources/types.js';
 import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { lazyImport } from '../../lazy-import.js';
 
 /** `rosterd members`: print the members each source sees (after validation), then exit. */
 export const action: CommandAction<{ json?: boolean; timeout: number }> = async (options, ctx) => {
   const { io } = ctx;
-  const [{ loadConfig }, { Roster }, { createSource }] = await Promise.all([import('../../config/load.js'), import('../../runner/roster.js'), import('../../sources/index.js')]);
+  const [{ loadConfig }, { Roster }, { createSource }] = await Promise.all([
+    lazyImport<typeof import('../../config/load.js')>('../../config/load.js', import.meta.url),
+    lazyImport<typeof import('../../runner/roster.js')>('../../runner/roster.js', import.meta.url),
+    lazyImport<typeof import('../../sources/index.js')>('../../sources/index.js', import.meta.url),
+  ]);
   const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
   const roster = new Roster(ctx.logger);
   roster.onError((source, error) => ctx.logger.child({ source }).error(error.message));

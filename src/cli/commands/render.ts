@@ -1,6 +1,7 @@
 import type { CommandAction } from '../context.js';
 import { ExitCode, exitCodeFor } from '../exit-codes.js';
 import { usageError } from '../options.js';
+import { lazyImport } from '../../lazy-import.js';
 
 interface RenderOptions {
   once?: boolean;
@@ -18,7 +19,10 @@ interface RenderOptions {
 export const action: CommandAction<RenderOptions> = async (options, ctx) => {
   if (!options.once) throw usageError('render needs --once (to keep rendering on changes, run `rosterd run`)');
   const { io } = ctx;
-  const [{ loadConfig }, { Renderer }] = await Promise.all([import('../../config/load.js'), import('../../runner/renderer.js')]);
+  const [{ loadConfig }, { Renderer }] = await Promise.all([
+    lazyImport<typeof import('../../config/load.js')>('../../config/load.js', import.meta.url),
+    lazyImport<typeof import('../../runner/renderer.js')>('../../runner/renderer.js', import.meta.url),
+  ]);
   const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
   const renderer = new Renderer(config, { logger: ctx.logger, renderInProcess: true });
   const dry = Boolean(options.dry || options.diff);

@@ -8,6 +8,7 @@ import { usageError } from '../options.js';
 import { parseListen } from '../../net/address.js';
 import { VERSION } from '../../version.js';
 import { DAEMON_SIGNALS, takeEarlySignals } from '../early-signals.js';
+import { lazyImport } from '../../lazy-import.js';
 
 /**
  * `rosterd run` (the default command): the daemon. Renders on every change until SIGTERM/SIGINT;
@@ -19,10 +20,10 @@ export const action: CommandAction<{ listen?: string }> = async (options, ctx) =
   try {
     // Loaded when the command runs: other commands (`announce`) need none of it.
     const [{ loadConfig }, { Renderer }, { FLEET_QUERY }, { createServedState }] = await Promise.all([
-      import('../../config/load.js'),
-      import('../../runner/renderer.js'),
-      import('../../fleet/answer.js'),
-      import('../../fleet/served.js'),
+      lazyImport<typeof import('../../config/load.js')>('../../config/load.js', import.meta.url),
+      lazyImport<typeof import('../../runner/renderer.js')>('../../runner/renderer.js', import.meta.url),
+      lazyImport<typeof import('../../fleet/answer.js')>('../../fleet/answer.js', import.meta.url),
+      lazyImport<typeof import('../../fleet/served.js')>('../../fleet/served.js', import.meta.url),
     ]);
     const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
     const listen = options.listen ?? config.http?.listen;
@@ -91,7 +92,10 @@ class SignalInbox {
 /** Runs the renderer (and the status endpoint, if asked) until a stop signal; resolves with the exit code. */
 async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | undefined, signals: SignalInbox): Promise<number> {
   const { logger } = ctx;
-  const [{ loadConfig }, { killAllCommands }] = await Promise.all([import('../../config/load.js'), import('../../exec/run.js')]);
+  const [{ loadConfig }, { killAllCommands }] = await Promise.all([
+    lazyImport<typeof import('../../config/load.js')>('../../config/load.js', import.meta.url),
+    lazyImport<typeof import('../../exec/run.js')>('../../exec/run.js', import.meta.url),
+  ]);
   const configFile = renderer.currentConfig.file ?? ctx.options.config;
   let stopping: Promise<void> | undefined;
   let resolveDone!: (code: number) => void;
@@ -147,7 +151,7 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
   try {
     // Kept when something shows it: the endpoint, or the history file.
     if (listen !== undefined || renderer.currentConfig.history.file !== undefined) {
-      const { createHistory, historyOptions } = await import('../../ops/history.js');
+      const { createHistory, historyOptions } = await lazyImport<typeof import('../../ops/history.js')>('../../ops/history.js', import.meta.url);
       history = createHistory(renderer, historyOptions(renderer.currentConfig.history), logger);
     }
     // The endpoint comes up first, so that /ready tells the truth while the first renders are under way.
@@ -169,10 +173,10 @@ async function daemon(renderer: Renderer, ctx: CommandContext, listen: string | 
  */
 async function serveStatus(renderer: Renderer, listen: string, logger: CommandContext['logger'], history: RenderHistory | undefined): Promise<{ close(): Promise<void> }> {
   const [{ startStatusServer }, { createMetrics, METRIC_PREFIX }, { FleetMonitor }, { registerFleetMetrics }] = await Promise.all([
-    import('../../ops/http.js'),
-    import('../../ops/metrics.js'),
-    import('../../fleet/monitor.js'),
-    import('../../fleet/metrics.js'),
+    lazyImport<typeof import('../../ops/http.js')>('../../ops/http.js', import.meta.url),
+    lazyImport<typeof import('../../ops/metrics.js')>('../../ops/metrics.js', import.meta.url),
+    lazyImport<typeof import('../../fleet/monitor.js')>('../../fleet/monitor.js', import.meta.url),
+    lazyImport<typeof import('../../fleet/metrics.js')>('../../fleet/metrics.js', import.meta.url),
   ]);
   const metrics = createMetrics(renderer, VERSION);
   const fleet = new FleetMonitor(renderer, logger);

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { CommandAction } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { lazyImport } from '../../lazy-import.js';
 
 interface TestOptions {
   fixtures: string;
@@ -15,7 +16,10 @@ interface TestOptions {
  */
 export const action: CommandAction<TestOptions> = async (options, ctx) => {
   const { io } = ctx;
-  const [{ loadConfig }, { testTemplates }] = await Promise.all([import('../../config/load.js'), import('../../runner/template-test.js')]);
+  const [{ loadConfig }, { testTemplates }] = await Promise.all([
+    lazyImport<typeof import('../../config/load.js')>('../../config/load.js', import.meta.url),
+    lazyImport<typeof import('../../runner/template-test.js')>('../../runner/template-test.js', import.meta.url),
+  ]);
   const config = await loadConfig(ctx.options.config, { cwd: ctx.cwd });
   const report = await testTemplates(config, { fixtures: resolve(ctx.cwd, options.fixtures), update: options.update === true, logger: ctx.logger });
   const out = (line: string): boolean => io.stdout.write(`${line}\n`);
