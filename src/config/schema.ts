@@ -204,6 +204,7 @@ export const configSchema = z
       (value, ctx) => {
         // Runs even when other parts of the config are wrong, so every problem is reported at once; the
         // input may therefore be malformed here.
+        if (typeof value !== 'object' || value === null) return;
         const config = value as { sources?: unknown; templates?: unknown };
         if (typeof config.sources !== 'object' || config.sources === null || !Array.isArray(config.templates)) return;
         const declared = Object.keys(config.sources);

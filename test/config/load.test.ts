@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defineConfig } from '../../src/config/define.js';
-import { loadConfig } from '../../src/config/load.js';
+import { loadConfig, resolveConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -43,6 +43,14 @@ describe('loadConfig', () => {
     });
     expect(t.maxShrink).toBeUndefined();
     expect(config.sources.web).toEqual({ type: 'file', path: join(dir, 'members.yaml') });
+  });
+
+  it('refuses a config that is not an object with a ConfigError, not a TypeError', async () => {
+    for (const value of [null, undefined, 42, 'text']) {
+      const error = await resolveConfig(value, { baseDir: dir }).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).message).toMatch(value === undefined ? /required/ : /expected object/);
+    }
   });
 
   it('parses durations, octal modes and wait.max defaulting to 4 × min', async () => {
