@@ -9,8 +9,8 @@ import type { EarlyApply, FileChange, ReloaderSteps, ReloadOutcome } from './rel
 /**
  * The steps of the built-in HAProxy reloader: a reload confirmed through the master CLI, or server changes
  * through the runtime API with a confirmed reload as the fallback. `createReloader` (reloader.ts) gives them
- * their key and description and loads this module with the first call: a config without an HAProxy reload
- * never loads it, nor the haproxy/ modules it uses.
+ * their key and description and loads this module when the reloader is built: a config without an HAProxy
+ * reload never loads it, nor the haproxy/ modules it uses.
  */
 export function createHaproxyReloader(reload: HaproxyReload, options: { destination: string; timeout: number }): ReloaderSteps {
   const { masterSocket, method, bindGuard, pidFile, runtime, drainTimeout, stateFile } = reload.haproxy;

@@ -106,8 +106,9 @@ export function createReloader(reload: ReloadConfig, options: { destination: str
 }
 
 /**
- * The HAProxy reloader (haproxy.ts), loaded with its first call. What it is keyed and described by, and which
- * of the optional steps it has, follow from the config alone.
+ * The HAProxy reloader (haproxy.ts), whose module starts loading when the reloader is built, in the background:
+ * a config without one never loads it, and the first change does not wait for it. What it is keyed and
+ * described by, and which of the optional steps it has, follow from the config alone.
  */
 function deferredHaproxyReloader(reload: HaproxyReload, options: { destination: string; timeout: number }): Reloader {
   let loaded: Promise<ReloaderSteps> | undefined;
@@ -122,6 +123,8 @@ function deferredHaproxyReloader(reload: HaproxyReload, options: { destination: 
   };
   if (runtime) reloader.applyEarly = async (change) => (await real()).applyEarly!(change);
   if (bindGuard) reloader.precheck = async (candidate, installed) => (await real()).precheck!(candidate, installed);
+  // A failed load is reported by the first step that needs it.
+  real().catch(() => {});
   return reloader;
 }
 
