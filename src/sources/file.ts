@@ -74,6 +74,8 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
           reading = undefined;
         })();
       };
+      // Looked at once: a watcher would only add its start-up (and chokidar's load) to a process that exits.
+      if (context?.once) return read();
       // Watch the directory, not the file: a file replaced by rename is a new inode, and a watch on the
       // old one can miss the writes that follow. Any event in the directory leads to a read (the snapshot
       // gate drops what did not change): a member file that is a symlink into a directory swapped as a whole
@@ -87,8 +89,6 @@ export const createFileSource: SourceFactory<FileSourceOptions> = (name, options
         clearTimeout(trailing);
         trailing = setTimeout(read, TRAILING_READ_MS);
       };
-      // Looked at once: a watcher would only add its start-up (and chokidar's load) to a process that exits.
-      if (context?.once) return read();
       // Imported here, not at the top: `import 'rosterd'` exports this factory and loads no file watcher.
       const { watch } = await import('chokidar');
       if (stopped) return;

@@ -96,5 +96,11 @@ describe('rosterd render --once loads what the config uses only', () => {
     const loaded = await loadedPackages();
     for (const name of ['liquidjs', 'zod', 'js-yaml']) expect(loaded).toContain(name);
     for (const name of ['chokidar', 'execa', 'prom-client', 'diff']) expect(loaded).not.toContain(name);
+
+    // `rosterd members` looks once too.
+    const members = await runCli(['members', '-c', join(example, 'renderer.config.yaml')], { env });
+    expect(members.code).toBe(0);
+    expect(members.stdout).toContain('web-1');
+    expect(await loadedPackages()).not.toContain('chokidar');
   });
 });
